@@ -1,0 +1,99 @@
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
+import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
+import authPlugin from './auth/plugin.js'
+import { loadOrCreateDevSecret } from './auth/secret.js'
+import type { Config } from './config.js'
+import { openDb, type Db } from './db/index.js'
+import dbPlugin from './db/plugin.js'
+import { AppError } from './errors.js'
+import sinkPlugin from './ingest/sink-plugin.js'
+import type { Sink } from './ingest/sink.js'
+import timeSeriesPlugin from './ingest/time-series.js'
+import healthPlugin from './observability/health.js'
+import metricsPlugin from './observability/plugin.js'
+import wsPlugin from './ws/plugin.js'
+
+export interface BuildOverrides {
+  /** Use this database instead of opening the configured one (the caller closes it). */
+  db?: Db
+  /** Use this time-series sink instead of the configured one. */
+  sink?: Sink
+  /** pino options or `false`; default: JSON logs at config.logLevel. */
+  logger?: boolean | object
+}
+
+/**
+ * Builds the whole gateway for a configuration and never listens: src/main.ts and every
+ * test build it the same way.
+ */
+export async function buildApp(config: Config, overrides: BuildOverrides = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: overrides.logger ?? { level: config.logLevel },
+    // Per-request logs would cost more than an ingest request itself; errors are logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: 'idle',
+  })
+  app.setValidatorCompiler(validatorCompiler)
+  app.setSerializerCompiler(serializerCompiler)
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({ error: 'not_found', message: `no route ${request.method} ${request.url}` })
+  })
+
+  let secret = config.jwtSecret
+  if (secret === undefined) {
+    const dev = await loadOrCreateDevSecret(config.dataDir)
+    secret = dev.secret
+    if (dev.created) app.log.warn({ data_dir: config.dataDir }, 'JWT_SECRET not set: generated one and kept it in DATA_DIR')
+  }
+
+  // A database handed in stays its owner's to close; one opened here closes with the app.
+  const db = overrides.db ?? (await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }))
+  const prefix = config.pathPrefix
+  try {
+    await app.register(dbPlugin, { db, owned: overrides.db === undefined })
+    await app.register(metricsPlugin)
+    await app.register(sinkPlugin, { config, ...(overrides.sink ? { sink: overrides.sink } : {}) })
+    await app.register(authPlugin, { prefix, secret, ...config.jwt })
+    await app.register(wsPlugin, {
+      maxFrameBytes: config.ws.maxFrameBytes,
+      maxConnections: config.maxConnections,
+      allowedOrigins: config.allowedOrigins,
+    })
+    await app.register(healthPlugin, { prefix })
+    await app.register(timeSeriesPlugin, {
+      prefix,
+      authTimeoutMs: config.ws.authTimeoutMs,
+      maxPendingFrames: config.ws.maxPendingFrames,
+    })
+    await app.ready()
+  } catch (err) {
+    await app.close().catch(() => {})
+    throw err
+  }
+  return app
+}
+
+/** The one error handler: {"error","message"}; details of a 5xx stay in the log. */
+function errorHandler(this: FastifyInstance, err: FastifyError | AppError | Error, request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) {
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const issue = err.validation[0]
+    const where = err.validationContext ?? 'request'
+    const field = issue?.instancePath.replace(/^\//, '').replaceAll('/', '.') ?? ''
+    const message =
+      issue === undefined
+        ? `invalid ${where}`
+        : field === ''
+          ? `invalid ${where}: ${issue.message}`
+          : `invalid ${where} field "${field}": ${issue.message}`
+    return reply.code(400).send({ error: 'invalid_request', message })
+  }
+  const statusCode = (err as { statusCode?: number }).statusCode ?? 500
+  if (err instanceof AppError) return reply.code(err.statusCode).send({ error: err.code, message: err.message })
+  if (statusCode >= 500) {
+    request.log.error({ err }, 'request failed')
+    return reply.code(statusCode).send({ error: 'internal_error', message: 'internal server error' })
+  }
+  const code = (err as FastifyError).code?.replace(/^FST_ERR_/, '').toLowerCase() ?? 'bad_request'
+  return reply.code(statusCode).send({ error: code, message: err.message })
+}

@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs'
+import { parse as parseDotenv } from 'dotenv'
+import { z } from 'zod'
+
+/**
+ * The one place that reads the environment. Every tunable is a field here with its
+ * unit in the name and the default of the API contract (docs/API.md section 1).
+ */
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes')
+
+const port = z.coerce.number().int().min(0).max(65535)
+const positiveInt = z.coerce.number().int().positive()
+const nonNegativeInt = z.coerce.number().int().min(0)
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()))
+
+const envSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    SERVER_HOST: z.string().min(1).default('0.0.0.0'),
+    SERVER_PORT: port.default(8080),
+    PATH_PREFIX: z
+      .string()
+      .default('')
+      .refine((v) => v === '' || (v.startsWith('/') && !v.endsWith('/')), 'must start with "/" and have no trailing "/"'),
+    JWT_SECRET: optionalString,
+    DATA_DIR: z.string().min(1).default('./data'),
+    DATABASE_URL: optionalString,
+    INFLUXDB_URL: optionalString.pipe(z.url().optional()),
+    INFLUXDB_TOKEN: optionalString,
+    INFLUXDB_DATABASE: optionalString,
+    NATS_URL: optionalString,
+    MQTT_PORT: port.default(1883),
+    MQTT_ENABLED: bool.default(true),
+    ALLOWED_ORIGINS: optionalString,
+    MAX_CONNECTIONS: positiveInt.default(10_000),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    BATCH_MAX_LINES: positiveInt.default(10_000),
+    BATCH_MAX_BYTES: positiveInt.default(8 * 1024 * 1024),
+    BATCH_LINGER_MS: nonNegativeInt.default(5),
+    BATCH_MAX_INFLIGHT: positiveInt.default(4),
+    SINK_TIMEOUT_MS: positiveInt.default(10_000),
+    WS_MAX_FRAME_BYTES: positiveInt.default(1024 * 1024),
+    WS_AUTH_TIMEOUT_MS: positiveInt.default(10_000),
+    WS_MAX_PENDING_FRAMES: positiveInt.default(4096),
+    JWT_CLOCK_SKEW_S: nonNegativeInt.default(30),
+    STREAM_TOKEN_TTL_S: positiveInt.default(24 * 3600),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV === 'production') {
+      if (env.JWT_SECRET === undefined || env.JWT_SECRET.length < 32) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['JWT_SECRET'],
+          message: 'is required in production and must be at least 32 characters',
+        })
+      }
+      if (env.ALLOWED_ORIGINS === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['ALLOWED_ORIGINS'], message: 'is required in production' })
+      }
+    }
+    if (env.INFLUXDB_URL !== undefined && env.INFLUXDB_DATABASE === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['INFLUXDB_DATABASE'], message: 'is required when INFLUXDB_URL is set' })
+    }
+  })
+
+export type Env = z.infer<typeof envSchema>
+
+export interface Config {
+  env: Env['NODE_ENV']
+  host: string
+  port: number
+  pathPrefix: string
+  /** Undefined means: generate one and keep it in dataDir (development only). */
+  jwtSecret: string | undefined
+  dataDir: string
+  databaseUrl: string | undefined
+  influx: { url: string; token: string | undefined; database: string } | undefined
+  natsUrl: string | undefined
+  mqtt: { enabled: boolean; port: number }
+  /** `undefined` = any origin. */
+  allowedOrigins: string[] | undefined
+  maxConnections: number
+  logLevel: Env['LOG_LEVEL']
+  batch: { maxLines: number; maxBytes: number; lingerMs: number; maxInflight: number }
+  sinkTimeoutMs: number
+  ws: { maxFrameBytes: number; authTimeoutMs: number; maxPendingFrames: number }
+  jwt: { clockSkewS: number; streamTokenTtlS: number }
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** The process environment over a `.env` file in the working directory, if there is one. */
+export function readEnvironment(dotenvPath = '.env'): Record<string, string | undefined> {
+  let fromFile: Record<string, string> = {}
+  try {
+    fromFile = parseDotenv(readFileSync(dotenvPath))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  // Real environment variables win over .env.
+  return { ...fromFile, ...process.env }
+}
+
+/** Parses the environment; throws a ConfigError naming every bad variable. */
+export function loadConfig(source: Record<string, string | undefined> = readEnvironment()): Config {
+  const parsed = envSchema.safeParse(source)
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'} ${i.message}`)
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`)
+  }
+  const e = parsed.data
+  const origins = e.ALLOWED_ORIGINS?.split(',').map((o) => o.trim()).filter((o) => o !== '')
+  return {
+    env: e.NODE_ENV,
+    host: e.SERVER_HOST,
+    port: e.SERVER_PORT,
+    pathPrefix: e.PATH_PREFIX,
+    jwtSecret: e.JWT_SECRET,
+    dataDir: e.DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    influx:
+      e.INFLUXDB_URL === undefined
+        ? undefined
+        : { url: e.INFLUXDB_URL, token: e.INFLUXDB_TOKEN, database: e.INFLUXDB_DATABASE ?? '' },
+    natsUrl: e.NATS_URL,
+    mqtt: { enabled: e.MQTT_ENABLED, port: e.MQTT_PORT },
+    allowedOrigins: origins === undefined || origins.includes('*') ? undefined : origins,
+    maxConnections: e.MAX_CONNECTIONS,
+    logLevel: e.LOG_LEVEL,
+    batch: {
+      maxLines: e.BATCH_MAX_LINES,
+      maxBytes: e.BATCH_MAX_BYTES,
+      lingerMs: e.BATCH_LINGER_MS,
+      maxInflight: e.BATCH_MAX_INFLIGHT,
+    },
+    sinkTimeoutMs: e.SINK_TIMEOUT_MS,
+    ws: {
+      maxFrameBytes: e.WS_MAX_FRAME_BYTES,
+      authTimeoutMs: e.WS_AUTH_TIMEOUT_MS,
+      maxPendingFrames: e.WS_MAX_PENDING_FRAMES,
+    },
+    jwt: { clockSkewS: e.JWT_CLOCK_SKEW_S, streamTokenTtlS: e.STREAM_TOKEN_TTL_S },
+  }
+}

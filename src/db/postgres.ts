@@ -1,0 +1,47 @@
+import pg from 'pg'
+import type { Db, Queryable } from './db.js'
+
+// int8 (bigint) arrives as a string by default; counts and ids in this project stay
+// well inside 2^53, but nanosecond times do not, so keep the default and convert where needed.
+
+export function createPostgresDb(connectionString: string, opts: { max?: number } = {}): Db {
+  const pool = new pg.Pool({ connectionString, max: opts.max ?? 10 })
+  // A pooled client that errors while idle (server restart) must not crash the process.
+  pool.on('error', () => {})
+  const query = async <T>(sql: string, params?: readonly unknown[]) =>
+    (await pool.query(sql, params as unknown[] | undefined)).rows as T[]
+  let closed = false
+  return {
+    engine: 'postgres',
+    query,
+    async exec(sql) {
+      await pool.query(sql)
+    },
+    async transaction(fn) {
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        const tx: Queryable = {
+          query: async <T>(sql: string, params?: readonly unknown[]) =>
+            (await client.query(sql, params as unknown[] | undefined)).rows as T[],
+        }
+        const result = await fn(tx)
+        await client.query('COMMIT')
+        return result
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw err
+      } finally {
+        client.release()
+      }
+    },
+    async ping() {
+      await pool.query('SELECT 1')
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      await pool.end()
+    },
+  }
+}

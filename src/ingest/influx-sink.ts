@@ -1,0 +1,54 @@
+import { HttpError, InfluxDBClient } from '@influxdata/influxdb3-client'
+import { SinkError, type Sink } from './sink.js'
+
+export interface InfluxSinkOptions {
+  url: string
+  token: string | undefined
+  database: string
+  timeoutMs: number
+}
+
+// Bodies above this many bytes are sent gzipped; a batch is usually far larger.
+const GZIP_THRESHOLD_BYTES = 1000
+
+/** InfluxDB 3 through the official client, precision pinned to ns, gzip on. */
+export function createInfluxSink(opts: InfluxSinkOptions): Sink {
+  const client = new InfluxDBClient({
+    host: opts.url,
+    ...(opts.token !== undefined ? { token: opts.token } : {}),
+    database: opts.database,
+    writeTimeout: opts.timeoutMs,
+    writeOptions: { precision: 'ns', gzipThreshold: GZIP_THRESHOLD_BYTES },
+  })
+  const base = opts.url.replace(/\/+$/, '')
+  return {
+    name: 'influxdb',
+    async write(text) {
+      try {
+        await client.write(text, opts.database, undefined, { precision: 'ns', gzipThreshold: GZIP_THRESHOLD_BYTES })
+      } catch (err) {
+        throw classifyInfluxError(err)
+      }
+    },
+    async ping() {
+      // /health answers without auth on InfluxDB 3 Core; any HTTP answer means reachable.
+      const res = await fetch(`${base}/health`, { signal: AbortSignal.timeout(opts.timeoutMs) })
+      await res.body?.cancel()
+      if (res.status >= 500) throw new Error(`InfluxDB answered ${res.status}`)
+    },
+    async close() {
+      await client.close()
+    },
+  }
+}
+
+export function classifyInfluxError(err: unknown): SinkError {
+  if (err instanceof HttpError) {
+    const status = err.statusCode
+    const transient = status >= 500 || status === 429 || status === 408
+    const detail = err.body !== undefined && err.body !== '' ? `: ${err.body.slice(0, 500)}` : ''
+    return new SinkError(`InfluxDB answered ${status}${detail}`, transient, status, { cause: err })
+  }
+  const message = err instanceof Error ? err.message : String(err)
+  return new SinkError(`InfluxDB unreachable: ${message}`, true, undefined, { cause: err })
+}

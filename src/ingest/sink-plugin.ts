@@ -1,0 +1,58 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+import { Batcher } from './batcher.js'
+import { createInfluxSink } from './influx-sink.js'
+import type { Sink } from './sink.js'
+import { createSqlSink } from './sql-sink.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    sink: Sink
+    batcher: Batcher
+  }
+}
+
+export interface SinkPluginOptions {
+  config: Pick<Config, 'influx' | 'batch' | 'sinkTimeoutMs'>
+  /** A sink built by the caller (tests, embedding) instead of the configured one. */
+  sink?: Sink
+}
+
+/** The time-series sink (InfluxDB 3, or the metrics table) and its group-commit batcher. */
+export default fp(
+  async (app: FastifyInstance, opts: SinkPluginOptions) => {
+    const { config } = opts
+    const sink =
+      opts.sink ??
+      (config.influx !== undefined
+        ? createInfluxSink({ ...config.influx, timeoutMs: config.sinkTimeoutMs })
+        : createSqlSink(app.db))
+    const m = app.metrics
+    const ok = m.batches.labels(sink.name, 'ok')
+    const failed = m.batches.labels(sink.name, 'error')
+    const seconds = m.batchSeconds.labels(sink.name)
+    const up = m.sinkUp.labels(sink.name)
+    const batcher = new Batcher(sink, config.batch, (r) => {
+      seconds.observe(r.durationMs / 1000)
+      m.batchLines.observe(r.lines)
+      if (r.error === undefined) {
+        ok.inc()
+        up.set(1)
+        return
+      }
+      failed.inc()
+      m.sinkErrors.inc({ sink: sink.name, kind: r.error.transient ? 'transient' : 'permanent' })
+      if (r.error.transient) up.set(0)
+      app.log.warn({ sink: sink.name, lines: r.lines, err: r.error }, 'sink write failed')
+    })
+    app.decorate('sink', sink)
+    app.decorate('batcher', batcher)
+    app.log.info({ sink: sink.name }, 'time-series sink ready')
+    app.addHook('onClose', async () => {
+      await batcher.flush()
+      await sink.close()
+    })
+  },
+  { name: 'sink', dependencies: ['db', 'metrics'] },
+)

@@ -1,0 +1,289 @@
+import type { Logger } from 'pino'
+import type { Batcher } from './batcher.js'
+import { scanFrame, type Tagging } from './line-protocol.js'
+import { receiveTimeNs } from './receive-time.js'
+import type { SinkError } from './sink.js'
+
+/** Who a stream belongs to, from a verified token. */
+export interface StreamIdentity {
+  user: string
+  org: string
+  /** Token expiry, epoch seconds. */
+  exp: number
+  tagging: Tagging
+}
+
+/** The part of a WebSocket the protocol needs (a `ws` WebSocket fits). */
+export interface FrameSocket {
+  send(data: string): void
+  close(code: number, reason?: string): void
+  pause(): void
+  resume(): void
+}
+
+export interface StreamSessionDeps {
+  /** Throws (with a message fit for `AUTH_FAILED: <message>`) or returns the identity. */
+  authenticate(token: string): StreamIdentity | Promise<StreamIdentity>
+  batcher: Pick<Batcher, 'submit'>
+  /** ms from now until the identity's token lapses (skew included). */
+  msUntilExpiry(exp: number): number
+  authTimeoutMs: number
+  maxPendingFrames: number
+  log: Pick<Logger, 'debug' | 'info' | 'warn'>
+  stats?: StreamStats
+}
+
+export interface StreamStats {
+  frameAccepted(lines: number): void
+  frameRejected(): void
+}
+
+export const CLOSE_AUTH = 4401
+export const CLOSE_AUTH_TIMEOUT = 4408
+export const CLOSE_GOING_AWAY = 1001
+
+const AUTH_PREFIX = '$AUTH '
+// setTimeout's longest delay; a longer wait is re-armed when it fires.
+const MAX_TIMER_MS = 2_147_483_647
+
+/**
+ * The `/time-series` protocol for one connection (docs/API.md section 5), free of any
+ * HTTP framework: `$AUTH` first, then frames of line protocol, exactly one reply per
+ * frame in arrival order, even though OKs complete out of order across batches.
+ */
+export class StreamSession {
+  private identity: StreamIdentity | undefined
+  private state: 'auth' | 'open' | 'closing' | 'closed' = 'auth'
+  /** Replies in frame order; `undefined` while a frame's fate is unknown. */
+  private replies: Array<string | undefined> = []
+  /** Index of replies[0] in the connection's whole reply sequence. */
+  private replyBase = 0
+  private authTimer: NodeJS.Timeout | undefined
+  private expiryTimer: NodeJS.Timeout | undefined
+  /** Frames that arrived while an asynchronous authentication was under way. */
+  private heldFrames: string[] | undefined
+  private paused = false
+  private closeAfterReplies: { code: number; reason: string } | undefined
+  private onIdle: (() => void) | undefined
+  linesAccepted = 0
+  readonly connectedAt = new Date()
+
+  constructor(
+    private readonly socket: FrameSocket,
+    private readonly deps: StreamSessionDeps,
+  ) {
+    this.authTimer = setTimeout(() => {
+      if (this.state === 'auth') this.close(CLOSE_AUTH_TIMEOUT, 'authentication timeout')
+    }, deps.authTimeoutMs)
+  }
+
+  get user(): string | undefined {
+    return this.identity?.user
+  }
+
+  get org(): string | undefined {
+    return this.identity?.org
+  }
+
+  onFrame(frame: string): void {
+    if (this.heldFrames !== undefined) {
+      this.heldFrames.push(frame)
+      return
+    }
+    switch (this.state) {
+      case 'auth':
+        return this.onFirstFrame(frame)
+      case 'open':
+        return frame.startsWith(AUTH_PREFIX) ? this.onRenewal(frame) : this.onData(frame)
+      case 'closing':
+        // Shutdown or expiry under way: this frame is not taken, and the client is told so.
+        return this.answer(this.reserve(), 'ERR busy: retry')
+      default:
+        return
+    }
+  }
+
+  /** The socket is gone: stop every timer; pending acks find nothing to answer. */
+  onClosed(): void {
+    this.state = 'closed'
+    this.clearTimers()
+    this.onIdle?.()
+  }
+
+  /**
+   * Server shutdown: take no more frames, answer every frame already received, then
+   * close with 1001. Resolves once the socket has been closed.
+   */
+  shutdown(): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve()
+    return new Promise((resolve) => {
+      this.onIdle = resolve
+      this.closeWhenAnswered(CLOSE_GOING_AWAY, 'server shutting down')
+    })
+  }
+
+  private onFirstFrame(frame: string): void {
+    if (!frame.startsWith(AUTH_PREFIX)) {
+      this.socket.send('AUTH_FAILED: first frame must be $AUTH <token>')
+      this.close(CLOSE_AUTH, 'authentication required')
+      return
+    }
+    this.withIdentity(
+      frame.slice(AUTH_PREFIX.length).trim(),
+      (identity) => {
+        clearTimeout(this.authTimer)
+        this.authTimer = undefined
+        this.state = 'open'
+        this.adopt(identity)
+        this.socket.send('AUTH_SUCCESS')
+      },
+      (reason) => {
+        this.socket.send(`AUTH_FAILED: ${reason}`)
+        this.close(CLOSE_AUTH, 'authentication failed')
+      },
+    )
+  }
+
+  private onRenewal(frame: string): void {
+    const slot = this.reserve()
+    this.withIdentity(
+      frame.slice(AUTH_PREFIX.length).trim(),
+      (identity) => {
+        this.adopt(identity)
+        this.answer(slot, 'AUTH_SUCCESS')
+      },
+      (reason) => this.answer(slot, `AUTH_FAILED: ${reason}`),
+    )
+  }
+
+  private onData(frame: string): void {
+    const identity = this.identity as StreamIdentity
+    const result = scanFrame(frame, identity.tagging, receiveTimeNs())
+    if (!result.ok) {
+      this.deps.stats?.frameRejected()
+      this.answer(this.reserve(), `ERR line ${result.line}: ${result.reason}`)
+      return
+    }
+    if (result.lines === 0) {
+      // Only blank lines and comments: nothing to write, so nothing to wait for.
+      this.answer(this.reserve(), 'OK')
+      return
+    }
+    const slot = this.reserve()
+    const lines = result.lines
+    this.deps.batcher.submit(result.text, lines, (err: SinkError | undefined) => {
+      if (err === undefined) {
+        this.linesAccepted += lines
+        this.deps.stats?.frameAccepted(lines)
+        this.answer(slot, 'OK')
+      } else {
+        this.deps.stats?.frameRejected()
+        this.answer(slot, err.transient ? 'ERR busy: retry' : `ERR rejected: ${err.message}`)
+      }
+    })
+  }
+
+  private withIdentity(token: string, ok: (id: StreamIdentity) => void, fail: (reason: string) => void): void {
+    let result: StreamIdentity | Promise<StreamIdentity>
+    try {
+      result = this.deps.authenticate(token)
+    } catch (err) {
+      fail(reasonOf(err))
+      return
+    }
+    if (!(result instanceof Promise)) {
+      ok(result)
+      return
+    }
+    // Hold later frames until we know who is sending them.
+    this.heldFrames = []
+    result.then(ok, (err: unknown) => fail(reasonOf(err))).finally(() => {
+      const held = this.heldFrames ?? []
+      this.heldFrames = undefined
+      for (const f of held) this.onFrame(f)
+    })
+  }
+
+  private adopt(identity: StreamIdentity): void {
+    this.identity = identity
+    if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer)
+    this.armExpiry()
+  }
+
+  private armExpiry(): void {
+    const identity = this.identity as StreamIdentity
+    const ms = this.deps.msUntilExpiry(identity.exp)
+    this.expiryTimer = setTimeout(
+      () => {
+        if (this.deps.msUntilExpiry(identity.exp) > 0) return this.armExpiry()
+        if (this.state !== 'open') return
+        this.answer(this.reserve(), 'AUTH_EXPIRED')
+        this.closeWhenAnswered(CLOSE_AUTH, 'token expired')
+      },
+      Math.min(Math.max(ms, 0), MAX_TIMER_MS),
+    )
+    this.expiryTimer.unref()
+  }
+
+  private reserve(): number {
+    this.replies.push(undefined)
+    if (!this.paused && this.replies.length >= this.deps.maxPendingFrames) {
+      // Backpressure: stop reading this socket until its replies catch up.
+      this.paused = true
+      this.socket.pause()
+    }
+    return this.replyBase + this.replies.length - 1
+  }
+
+  private answer(slot: number, reply: string): void {
+    if (this.state === 'closed') return
+    this.replies[slot - this.replyBase] = reply
+    let sent = 0
+    while (sent < this.replies.length && this.replies[sent] !== undefined) {
+      this.socket.send(this.replies[sent] as string)
+      sent++
+    }
+    if (sent > 0) {
+      this.replies = sent === this.replies.length ? [] : this.replies.slice(sent)
+      this.replyBase += sent
+    }
+    if (this.paused && this.replies.length < this.deps.maxPendingFrames / 2) {
+      this.paused = false
+      this.socket.resume()
+    }
+    if (this.closeAfterReplies !== undefined && this.replies.length === 0) {
+      this.close(this.closeAfterReplies.code, this.closeAfterReplies.reason)
+    }
+  }
+
+  private closeWhenAnswered(code: number, reason: string): void {
+    if (this.state === 'auth') return this.close(code, reason)
+    this.state = 'closing'
+    if (this.paused) {
+      this.paused = false
+      this.socket.resume()
+    }
+    this.closeAfterReplies = { code, reason }
+    if (this.replies.length === 0) this.close(code, reason)
+  }
+
+  private close(code: number, reason: string): void {
+    if (this.state === 'closed') return
+    this.state = 'closed'
+    this.clearTimers()
+    this.socket.close(code, reason)
+    this.onIdle?.()
+  }
+
+  private clearTimers(): void {
+    if (this.authTimer !== undefined) clearTimeout(this.authTimer)
+    if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer)
+    this.authTimer = undefined
+    this.expiryTimer = undefined
+  }
+}
+
+function reasonOf(err: unknown): string {
+  if (err instanceof Error && err.message !== '') return err.message
+  return 'invalid token'
+}

@@ -1,0 +1,87 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+export interface GatewayProcess {
+  child: ChildProcess
+  httpPort: number
+  mqttPort: number | null
+  /** Every log line printed so far (stdout and stderr). */
+  output: string[]
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/**
+ * Runs src/main.ts as its own process (the way `npm start` runs the built file) and
+ * resolves once it logged its "listening" line.
+ */
+export function startGatewayProcess(env: Record<string, string>, timeoutMs = 30_000): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const output: string[] = []
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  )
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`gateway did not log "listening" in ${timeoutMs} ms:\n${output.join('\n')}`))
+    }, timeoutMs)
+    const onLine = (line: string) => {
+      output.push(line)
+      if (!line.includes('"msg":"listening"')) return
+      clearTimeout(timer)
+      const log = JSON.parse(line) as { http_port: number; mqtt_port: number | null }
+      resolve({
+        child,
+        httpPort: log.http_port,
+        mqttPort: log.mqtt_port,
+        output,
+        exited,
+        async stop(signal = 'SIGTERM') {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+          return exited
+        },
+      })
+    }
+    for (const stream of [child.stdout, child.stderr]) {
+      let buffered = ''
+      stream?.setEncoding('utf8').on('data', (chunk: string) => {
+        buffered += chunk
+        let nl: number
+        while ((nl = buffered.indexOf('\n')) !== -1) {
+          onLine(buffered.slice(0, nl))
+          buffered = buffered.slice(nl + 1)
+        }
+      })
+    }
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer)
+      reject(new Error(`gateway exited (${code ?? signal}) before listening:\n${output.join('\n')}`))
+    })
+  })
+}
+
+/** Runs the gateway expecting it to refuse to start; resolves with its exit code and output. */
+export function runGatewayExpectingFailure(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout?.setEncoding('utf8').on('data', (c: string) => (output += c))
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => (output += c))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, output })
+    })
+  })
+}

@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest'
+import { Batcher, type FlushReport } from '../../src/ingest/batcher.js'
+import { SinkError } from '../../src/ingest/sink.js'
+
+/** A sink whose writes complete only when the test says so. */
+class ManualSink {
+  writes: Array<{ text: string; lines: number; resolve: () => void; reject: (e: Error) => void }> = []
+  write(text: string, lines: number): Promise<void> {
+    return new Promise((resolve, reject) => this.writes.push({ text, lines, resolve, reject }))
+  }
+}
+
+const tick = () => new Promise((r) => setImmediate(r))
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+function collect() {
+  const acks: Array<string> = []
+  const ack = (name: string) => (err: SinkError | undefined) => acks.push(err ? `${name}:${err.message}` : name)
+  return { acks, ack }
+}
+
+describe('Batcher', () => {
+  it('writes many frames in one sink call once maxLines is reached, then acks each', async () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 3, maxBytes: 1 << 20, lingerMs: 1000, maxInflight: 1 })
+    const { acks, ack } = collect()
+    b.submit('a 1\n', 1, ack('f1'))
+    b.submit('b 1\n', 1, ack('f2'))
+    expect(sink.writes).toHaveLength(0)
+    b.submit('c 1\n', 1, ack('f3'))
+    expect(sink.writes).toHaveLength(1)
+    expect(sink.writes[0]).toMatchObject({ text: 'a 1\nb 1\nc 1\n', lines: 3 })
+    expect(acks).toEqual([])
+    sink.writes[0]?.resolve()
+    await tick()
+    expect(acks).toEqual(['f1', 'f2', 'f3'])
+  })
+
+  it('flushes a partial batch after lingerMs', async () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 20, maxInflight: 1 })
+    const { acks, ack } = collect()
+    b.submit('a 1\n', 1, ack('f1'))
+    await sleep(5)
+    expect(sink.writes).toHaveLength(0)
+    await sleep(40)
+    expect(sink.writes).toHaveLength(1)
+    sink.writes[0]?.resolve()
+    await tick()
+    expect(acks).toEqual(['f1'])
+  })
+
+  it('flushes on maxBytes and never splits a frame', async () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 1000, maxBytes: 10, lingerMs: 1000, maxInflight: 4 })
+    const { ack } = collect()
+    b.submit('aaaa 1\n', 1, ack('f1')) // 7 bytes
+    b.submit('bbbb 1\ncccc 1\n', 2, ack('f2')) // would pass 10: f1 goes alone, f2 fills the next
+    expect(sink.writes.map((w) => w.text)).toEqual(['aaaa 1\n', 'bbbb 1\ncccc 1\n'])
+  })
+
+  it('with maxLines 1 makes one sink write per frame (the naive baseline)', () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 1, maxBytes: 1 << 20, lingerMs: 5, maxInflight: 64 })
+    const { ack } = collect()
+    for (let i = 0; i < 5; i++) b.submit(`m v=${i}\n`, 1, ack(`f${i}`))
+    expect(sink.writes).toHaveLength(5)
+  })
+
+  it('keeps gathering while every slot is busy, then writes the rest in one call', async () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 2, maxBytes: 1 << 20, lingerMs: 1, maxInflight: 1 })
+    const { acks, ack } = collect()
+    b.submit('a 1\n', 1, ack('f1'))
+    b.submit('b 1\n', 1, ack('f2')) // full: written
+    b.submit('c 1\n', 1, ack('f3'))
+    await sleep(10) // linger passes while the only slot is busy
+    expect(sink.writes).toHaveLength(1)
+    b.submit('d 1\n', 1, ack('f4'))
+    sink.writes[0]?.resolve()
+    await tick()
+    expect(sink.writes).toHaveLength(2)
+    expect(sink.writes[1]?.text).toBe('c 1\nd 1\n')
+    sink.writes[1]?.resolve()
+    await tick()
+    expect(acks).toEqual(['f1', 'f2', 'f3', 'f4'])
+  })
+
+  it('fails every frame of a failed batch with the sink error, and reports it', async () => {
+    const sink = new ManualSink()
+    const reports: FlushReport[] = []
+    const b = new Batcher(sink, { maxLines: 2, maxBytes: 1 << 20, lingerMs: 1000, maxInflight: 1 }, (r) =>
+      reports.push(r),
+    )
+    const { acks, ack } = collect()
+    b.submit('a 1\n', 1, ack('f1'))
+    b.submit('b 1\n', 1, ack('f2'))
+    sink.writes[0]?.reject(new SinkError('down', true, 503))
+    await tick()
+    expect(acks).toEqual(['f1:down', 'f2:down'])
+    expect(reports).toHaveLength(1)
+    expect(reports[0]).toMatchObject({ lines: 2, frames: 2 })
+    expect(reports[0]?.error?.transient).toBe(true)
+  })
+
+  it('wraps a non-SinkError failure as transient', async () => {
+    const b = new Batcher({ write: () => Promise.reject(new Error('ECONNRESET')) }, {
+      maxLines: 1,
+      maxBytes: 1 << 20,
+      lingerMs: 1,
+      maxInflight: 1,
+    })
+    const errors: Array<SinkError | undefined> = []
+    b.submit('a 1\n', 1, (e) => errors.push(e))
+    await tick()
+    expect(errors[0]).toBeInstanceOf(SinkError)
+    expect(errors[0]?.transient).toBe(true)
+  })
+
+  it('flush() writes what is gathered and waits for writes under way', async () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 60_000, maxInflight: 2 })
+    const { acks, ack } = collect()
+    b.submit('a 1\n', 1, ack('f1'))
+    let flushed = false
+    const done = b.flush().then(() => (flushed = true))
+    expect(sink.writes).toHaveLength(1)
+    await tick()
+    expect(flushed).toBe(false)
+    sink.writes[0]?.resolve()
+    await done
+    expect(acks).toEqual(['f1'])
+    expect(b.pendingLines).toBe(0)
+  })
+})

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig } from '../../src/config.js'
+
+describe('loadConfig', () => {
+  it('gives the documented defaults with an empty environment', () => {
+    const c = loadConfig({})
+    expect(c.env).toBe('development')
+    expect(c.host).toBe('0.0.0.0')
+    expect(c.port).toBe(8080)
+    expect(c.pathPrefix).toBe('')
+    expect(c.dataDir).toBe('./data')
+    expect(c.jwtSecret).toBeUndefined()
+    expect(c.databaseUrl).toBeUndefined()
+    expect(c.influx).toBeUndefined()
+    expect(c.mqtt).toEqual({ enabled: true, port: 1883 })
+    expect(c.allowedOrigins).toBeUndefined()
+    expect(c.maxConnections).toBe(10_000)
+    expect(c.batch).toEqual({ maxLines: 10_000, maxBytes: 8 * 1024 * 1024, lingerMs: 5, maxInflight: 4 })
+    expect(c.ws.maxFrameBytes).toBe(1_048_576)
+    expect(c.ws.authTimeoutMs).toBe(10_000)
+    expect(c.jwt.clockSkewS).toBe(30)
+  })
+
+  it('coerces numbers and booleans and trims lists', () => {
+    const c = loadConfig({
+      SERVER_PORT: '0',
+      MQTT_ENABLED: 'false',
+      MQTT_PORT: '0',
+      BATCH_MAX_LINES: '1',
+      ALLOWED_ORIGINS: 'https://a.example, https://b.example',
+      PATH_PREFIX: '/collector',
+      INFLUXDB_URL: 'http://127.0.0.1:8181',
+      INFLUXDB_DATABASE: 'telemetry',
+      INFLUXDB_TOKEN: 'tok',
+    })
+    expect(c.port).toBe(0)
+    expect(c.mqtt).toEqual({ enabled: false, port: 0 })
+    expect(c.batch.maxLines).toBe(1)
+    expect(c.allowedOrigins).toEqual(['https://a.example', 'https://b.example'])
+    expect(c.pathPrefix).toBe('/collector')
+    expect(c.influx).toEqual({ url: 'http://127.0.0.1:8181', token: 'tok', database: 'telemetry' })
+  })
+
+  it('treats * in ALLOWED_ORIGINS as any origin', () => {
+    expect(loadConfig({ ALLOWED_ORIGINS: '*' }).allowedOrigins).toBeUndefined()
+  })
+
+  it.each([
+    [{ SERVER_PORT: 'eighty' }, 'SERVER_PORT'],
+    [{ SERVER_PORT: '70000' }, 'SERVER_PORT'],
+    [{ PATH_PREFIX: 'api' }, 'PATH_PREFIX'],
+    [{ PATH_PREFIX: '/api/' }, 'PATH_PREFIX'],
+    [{ BATCH_MAX_LINES: '0' }, 'BATCH_MAX_LINES'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ MQTT_ENABLED: 'maybe' }, 'MQTT_ENABLED'],
+    [{ INFLUXDB_URL: 'not a url', INFLUXDB_DATABASE: 'x' }, 'INFLUXDB_URL'],
+    [{ INFLUXDB_URL: 'http://127.0.0.1:8181' }, 'INFLUXDB_DATABASE'],
+  ])('refuses %o naming %s', (env, variable) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError)
+    expect(() => loadConfig(env)).toThrow(variable)
+  })
+
+  it('requires a JWT_SECRET of at least 32 characters in production', () => {
+    const base = { NODE_ENV: 'production', ALLOWED_ORIGINS: 'https://app.example' }
+    expect(() => loadConfig(base)).toThrow(/JWT_SECRET is required in production and must be at least 32 characters/)
+    expect(() => loadConfig({ ...base, JWT_SECRET: 'short' })).toThrow(/JWT_SECRET/)
+    expect(loadConfig({ ...base, JWT_SECRET: 'x'.repeat(32) }).jwtSecret).toBe('x'.repeat(32))
+  })
+
+  it('requires ALLOWED_ORIGINS in production', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40) })).toThrow(/ALLOWED_ORIGINS/)
+  })
+})
