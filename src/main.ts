@@ -26,7 +26,10 @@ async function main(): Promise<void> {
   })
   await app.listen({ host: config.host, port: config.port })
   const address = app.server.address() as AddressInfo
-  app.log.info({ http_port: address.port, mqtt_port: null, path_prefix: config.pathPrefix }, 'listening')
+  // Printed whatever LOG_LEVEL says: operators and tests read the ports from it.
+  app.log
+    .child({}, { level: 'info' })
+    .info({ http_port: address.port, mqtt_port: null, path_prefix: config.pathPrefix }, 'listening')
 }
 
 main().catch((err: unknown) => {

@@ -1,4 +1,4 @@
-import { HttpError, InfluxDBClient } from '@influxdata/influxdb3-client'
+import { HttpError, InfluxDBClient, setLogger } from '@influxdata/influxdb3-client'
 import { SinkError, type Sink } from './sink.js'
 
 export interface InfluxSinkOptions {
@@ -11,11 +11,15 @@ export interface InfluxSinkOptions {
 // Bodies above this many bytes are sent gzipped; a batch is usually far larger.
 const GZIP_THRESHOLD_BYTES = 1000
 
+// The client prints every failed write to the console; the batcher logs them once, with context.
+setLogger({ error() {}, warn() {} })
+
 /** InfluxDB 3 through the official client, precision pinned to ns, gzip on. */
 export function createInfluxSink(opts: InfluxSinkOptions): Sink {
   const client = new InfluxDBClient({
     host: opts.url,
-    ...(opts.token !== undefined ? { token: opts.token } : {}),
+    // An empty token sends no Authorization header (a server started without auth).
+    token: opts.token ?? '',
     database: opts.database,
     writeTimeout: opts.timeoutMs,
     writeOptions: { precision: 'ns', gzipThreshold: GZIP_THRESHOLD_BYTES },
@@ -46,9 +50,13 @@ export function classifyInfluxError(err: unknown): SinkError {
   if (err instanceof HttpError) {
     const status = err.statusCode
     const transient = status >= 500 || status === 429 || status === 408
-    const detail = err.body !== undefined && err.body !== '' ? `: ${err.body.slice(0, 500)}` : ''
-    return new SinkError(`InfluxDB answered ${status}${detail}`, transient, status, { cause: err })
+    // The client already extracts InfluxDB's own message (per line for a partial write).
+    const detail = (err.message || err.body || '').replace(/\s+/g, ' ').trim().slice(0, MAX_DETAIL_CHARS)
+    return new SinkError(`InfluxDB answered ${status}${detail ? `: ${detail}` : ''}`, transient, status, { cause: err })
   }
   const message = err instanceof Error ? err.message : String(err)
   return new SinkError(`InfluxDB unreachable: ${message}`, true, undefined, { cause: err })
 }
+
+// An error message is repeated to clients and logs: long bodies are cut.
+const MAX_DETAIL_CHARS = 300

@@ -42,7 +42,7 @@ export async function startTestApp(
   const config = loadConfig({
     JWT_SECRET: TEST_SECRET,
     DATA_DIR: dataDir,
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: 'error',
     SERVER_HOST: '127.0.0.1',
     SERVER_PORT: '0',
     ...env,

@@ -1,0 +1,138 @@
+import jwt from 'jsonwebtoken'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
+import { startFakeInflux, type FakeInflux } from '../helpers/fake-influx.js'
+import { inCI } from '../helpers/services.js'
+import { startVictoria, victoriaAvailable, type Victoria } from '../helpers/victoria.js'
+import { TestClient } from '../helpers/ws-client.js'
+
+const token = (user = 'john_doe', org = 'acme_corp') =>
+  jwt.sign({ user, user_id: '1', org, org_id: '2', account_id: '3', type: 'stream' }, TEST_SECRET, { expiresIn: 3600 })
+
+async function authed(t: TestApp, user?: string, org?: string): Promise<TestClient> {
+  const c = await TestClient.connect(`${t.wsUrl}/time-series`)
+  c.send(`$AUTH ${token(user, org)}`)
+  expect(await c.next()).toBe('AUTH_SUCCESS')
+  return c
+}
+
+describe('/time-series into an InfluxDB 3 write API (the real client against a server answering as Core does)', () => {
+  let influx: FakeInflux
+  let t: TestApp
+  beforeAll(async () => {
+    influx = await startFakeInflux({ token: 'influx-token' })
+    t = await startTestApp({
+      INFLUXDB_URL: influx.url,
+      INFLUXDB_DATABASE: 'telemetry',
+      INFLUXDB_TOKEN: 'influx-token',
+      SINK_TIMEOUT_MS: '500',
+    })
+  })
+  afterAll(async () => {
+    await t.close()
+    await influx.close()
+  })
+
+  it('writes tagged lines with ns precision, gzip and the token, batching frames of many connections', async () => {
+    influx.reset()
+    const clients = await Promise.all([authed(t, 'ann', 'org1'), authed(t, 'bob', 'org2'), authed(t, 'cy', 'org3')])
+    const perClient = 500
+    clients.forEach((c, n) => {
+      for (let i = 0; i < perClient; i++) c.send(`cpu,host=h${n},user=spoof usage=${i} ${1_700_000_000_000_000_000n + BigInt(i)}`)
+    })
+    await Promise.all(clients.map((c) => c.waitForCount(1 + perClient)))
+    for (const c of clients) expect(c.messages.slice(1).every((m) => m === 'OK')).toBe(true)
+
+    expect(influx.lines).toHaveLength(3 * perClient)
+    expect(new Set(influx.lines).size).toBe(3 * perClient)
+    expect(influx.lines.filter((l) => l.startsWith('cpu,host=h1,user=bob,org=org2 usage='))).toHaveLength(perClient)
+    expect(influx.lines.some((l) => l.includes('spoof'))).toBe(false)
+    // Group commit: far fewer writes than frames.
+    expect(influx.writes.length).toBeLessThan((3 * perClient) / 10)
+    const w = influx.writes[0]
+    expect(w?.db).toBe('telemetry')
+    expect(w?.precision).toBe('ns')
+    expect(w?.headers.authorization).toBe('Token influx-token')
+    expect(influx.writes.some((x) => x.gzip)).toBe(true)
+    for (const c of clients) c.close()
+  })
+
+  it.each([
+    ['503', 'status503'],
+    ['500', 'status500'],
+    ['429', 'status429'],
+    ['a dropped connection', 'drop'],
+    ['no answer within SINK_TIMEOUT_MS', 'hang'],
+  ] as const)('answers ERR busy: retry when the sink gives %s', async (_what, mode) => {
+    influx.reset()
+    const c = await authed(t)
+    influx.queueModes(mode)
+    c.send('m v=1 1')
+    expect(await c.next(5000)).toBe('ERR busy: retry')
+    c.send('m v=2 2')
+    expect(await c.next(5000)).toBe('OK')
+    expect(influx.lines).toEqual(['m,user=john_doe,org=acme_corp v=2 2'])
+    c.close()
+  })
+
+  it('answers ERR rejected when the sink refuses the data itself (a field type conflict)', async () => {
+    influx.reset()
+    const c = await authed(t)
+    c.send('conflict v=1i 1')
+    expect(await c.next()).toBe('OK')
+    c.send('conflict v="text" 2')
+    expect(await c.next()).toMatch(/^ERR rejected: InfluxDB answered 400/)
+    c.close()
+  })
+})
+
+const haveVictoria = victoriaAvailable()
+if (!haveVictoria && inCI) throw new Error('victoria-metrics is not installed, and CI=true requires it')
+
+describe.skipIf(!haveVictoria)('/time-series into a real victoria-metrics (its InfluxDB write endpoint)', () => {
+  let vm: Victoria
+  let t: TestApp
+  beforeAll(async () => {
+    vm = await startVictoria()
+    t = await startTestApp({ INFLUXDB_URL: vm.url, INFLUXDB_DATABASE: 'telemetry' })
+  })
+  afterAll(async () => {
+    await t?.close()
+    await vm?.close()
+  })
+
+  it('stores every line of 20,000 pipelined frames exactly once, tagged, spoofed tags gone, replies in order', async () => {
+    const c = await authed(t)
+    const frames = 20_000
+    const baseMs = Date.now() - 3_600_000
+    const expected: string[] = []
+    for (let i = 0; i < frames; i++) {
+      // Every 1,000th frame is preceded by a bad one, so the reply order can be checked.
+      if (i % 1000 === 0) {
+        c.send(`bad,i=${i} v=`)
+        expected.push('ERR')
+      }
+      c.send(`pipe,i=${i},user=mallory,org=evil v=${i} ${(baseMs + i) * 1_000_000}`)
+      expected.push('OK')
+    }
+    await c.waitForCount(1 + expected.length, 120_000)
+    const replies = c.messages.slice(1).map((m) => (m.startsWith('ERR line 1: ') ? 'ERR' : m))
+    expect(replies).toEqual(expected)
+
+    await vm.flush()
+    const series = await vm.exportSeries('{__name__="pipe_v"}')
+    expect(series).toHaveLength(frames)
+    const seen = new Set<string>()
+    for (const s of series) {
+      expect(s.metric.user).toBe('john_doe')
+      expect(s.metric.org).toBe('acme_corp')
+      expect(s.values).toHaveLength(1) // stored once
+      expect(s.values[0]).toBe(Number(s.metric.i))
+      expect(s.timestamps[0]).toBe(baseMs + Number(s.metric.i))
+      seen.add(s.metric.i as string)
+    }
+    expect(seen.size).toBe(frames)
+    expect((await vm.exportSeries('{__name__=~"bad.*"}')).length).toBe(0)
+    c.close()
+  }, 180_000)
+})
