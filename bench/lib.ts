@@ -143,7 +143,16 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
     },
     (j) => j.msg === 'listening',
   )
-  return { ...proc, port: proc.hello.http_port as number, pid: proc.child.pid as number }
+  const { rm } = await import('node:fs/promises')
+  return {
+    ...proc,
+    port: proc.hello.http_port as number,
+    pid: proc.child.pid as number,
+    async stop() {
+      await proc.stop()
+      await rm(dataDir, { recursive: true, force: true })
+    },
+  }
 }
 
 export function streamToken(): string {

@@ -48,7 +48,7 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
   }
 
   // A database handed in stays its owner's to close; one opened here closes with the app.
-  const db = overrides.db ?? (await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }))
+  const db = overrides.db ?? (await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: app.log }))
   const prefix = config.pathPrefix
   try {
     await app.register(dbPlugin, { db, owned: overrides.db === undefined })

@@ -8,7 +8,7 @@ export interface Queryable {
 }
 
 export interface Db extends Queryable {
-  readonly engine: 'postgres' | 'pglite'
+  readonly engine: 'postgres' | 'embedded'
   /** Several statements, no parameters (migrations). */
   exec(sql: string): Promise<void>
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>

@@ -4,15 +4,23 @@ import type { Db, Queryable } from './db.js'
 // int8 (bigint) arrives as a string by default; counts and ids in this project stay
 // well inside 2^53, but nanosecond times do not, so keep the default and convert where needed.
 
-export function createPostgresDb(connectionString: string, opts: { max?: number } = {}): Db {
-  const pool = new pg.Pool({ connectionString, max: opts.max ?? 10 })
+export interface PostgresDbOptions {
+  max?: number
+  engine?: Db['engine']
+  /** Runs after the pool has ended (the embedded engine stops its server here). */
+  onClose?: () => Promise<void>
+}
+
+export function createPostgresDb(connection: string | pg.PoolConfig, opts: PostgresDbOptions = {}): Db {
+  const settings = typeof connection === 'string' ? { connectionString: connection } : connection
+  const pool = new pg.Pool({ ...settings, max: opts.max ?? 10 })
   // A pooled client that errors while idle (server restart) must not crash the process.
   pool.on('error', () => {})
   const query = async <T>(sql: string, params?: readonly unknown[]) =>
     (await pool.query(sql, params as unknown[] | undefined)).rows as T[]
   let closed = false
   return {
-    engine: 'postgres',
+    engine: opts.engine ?? 'postgres',
     query,
     async exec(sql) {
       await pool.query(sql)
@@ -41,7 +49,11 @@ export function createPostgresDb(connectionString: string, opts: { max?: number 
     async close() {
       if (closed) return
       closed = true
-      await pool.end()
+      try {
+        await pool.end()
+      } finally {
+        await opts.onClose?.()
+      }
     },
   }
 }

@@ -55,8 +55,8 @@ describe('the gateway process on embedded defaults', () => {
     } finally {
       expect((await second.stop()).code).toBe(0)
     }
-    const { createPgliteDb } = await import('../../src/db/pglite.js')
-    const db = await createPgliteDb(dataDir)
+    const { openDb } = await import('../../src/db/index.js')
+    const db = await openDb({ databaseUrl: undefined, dataDir, log: { info() {}, warn() {} } })
     try {
       const rows = await db.query<{ tags: Record<string, string>; fields: Record<string, number> }>(
         "SELECT tags, fields FROM metrics WHERE measurement = 'weather'",
@@ -64,6 +64,28 @@ describe('the gateway process on embedded defaults', () => {
       expect(rows).toEqual([{ tags: { station: 's1', user: 'ann', org: 'acme' }, fields: { temp: 21.5 } }])
     } finally {
       await db.close()
+    }
+  }, 60_000)
+
+  it('restarts on the same DATA_DIR after being SIGKILLed (the embedded server it left running is stopped first)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mc-e2e-kill-'))
+    const env = { DATA_DIR: dir, SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', MQTT_PORT: '0', JWT_SECRET: 'k'.repeat(40) }
+    try {
+      const first = await startGatewayProcess(env)
+      const pidFile = join(dir, 'postgres', 'postmaster.pid')
+      const orphan = Number((await readFile(pidFile, 'utf8')).split('\n')[0])
+      expect((await first.stop('SIGKILL')).signal).toBe('SIGKILL')
+      expect(() => process.kill(orphan, 0)).not.toThrow() // still running, now an orphan
+      const second = await startGatewayProcess(env)
+      try {
+        expect(second.output.some((l) => l.includes('left running by an earlier process'))).toBe(true)
+        expect(() => process.kill(orphan, 0)).toThrow()
+        expect((await fetch(`http://127.0.0.1:${second.httpPort}/readyz`)).status).toBe(200)
+      } finally {
+        expect((await second.stop()).code).toBe(0)
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
     }
   }, 60_000)
 

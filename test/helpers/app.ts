@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { buildApp, type BuildOverrides } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
-import { pgliteEngine, type TestDb } from './db.js'
+import { embeddedEngine, type TestDb } from './db.js'
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-for-production-0123'
 
@@ -22,12 +22,19 @@ export interface TestApp {
 
 let shared: Promise<TestDb> | undefined
 /**
- * One in-memory embedded database for all the apps a test file starts (starting PGlite
- * takes seconds); tests that look at its tables use their own rows or their own TestDb.
+ * One embedded database for all the apps a test file starts (creating a cluster takes a
+ * second); tests that look at its tables use their own rows or their own TestDb.
  */
-function sharedPglite(): Promise<TestDb> {
-  shared ??= pgliteEngine.create()
+function sharedEmbedded(): Promise<TestDb> {
+  shared ??= embeddedEngine.create()
   return shared
+}
+
+/** Stops the shared database; test/setup.ts calls it after each test file. */
+export async function dropSharedDb(): Promise<void> {
+  const db = shared
+  shared = undefined
+  await (await db)?.drop()
 }
 
 /**
@@ -47,7 +54,7 @@ export async function startTestApp(
     SERVER_PORT: '0',
     ...env,
   })
-  const testDb = overrides.testDb ?? (config.databaseUrl === undefined ? await sharedPglite() : undefined)
+  const testDb = overrides.testDb ?? (config.databaseUrl === undefined ? await sharedEmbedded() : undefined)
   const app = await buildApp(config, {
     logger: overrides.logger ?? { level: config.logLevel },
     ...(testDb ? { db: testDb.db } : {}),

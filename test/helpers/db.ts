@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { createPgliteDb } from '../../src/db/pglite.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createPostgresDb } from '../../src/db/postgres.js'
-import { migrate, type Db } from '../../src/db/index.js'
+import { migrate, openDb, type Db } from '../../src/db/index.js'
 import { requireService, tcpReachable } from './services.js'
 
 /** The real Postgres tests use: the machine's local server unless told otherwise. */
@@ -16,16 +18,26 @@ export interface TestDb {
 }
 
 export interface Engine {
-  name: 'pglite' | 'postgres'
+  name: 'embedded' | 'postgres'
   create(): Promise<TestDb>
 }
 
-const pglite: Engine = {
-  name: 'pglite',
+const quiet = { info() {}, warn() {} }
+
+/** The embedded engine exactly as the gateway runs it, on a fresh data dir. */
+const embedded: Engine = {
+  name: 'embedded',
   async create() {
-    const db = await createPgliteDb(undefined)
-    await migrate(db)
-    return { db, url: undefined, drop: () => db.close() }
+    const dataDir = await mkdtemp(join(tmpdir(), 'mc-db-'))
+    const db = await openDb({ databaseUrl: undefined, dataDir, log: quiet })
+    return {
+      db,
+      url: undefined,
+      async drop() {
+        await db.close()
+        await rm(dataDir, { recursive: true, force: true })
+      },
+    }
   },
 }
 
@@ -67,7 +79,7 @@ export async function postgresAvailable(): Promise<boolean> {
 
 /** Both engines when real Postgres is reachable (always in CI), else the embedded one. */
 export async function engines(): Promise<Engine[]> {
-  return (await postgresAvailable()) ? [pglite, postgres] : [pglite]
+  return (await postgresAvailable()) ? [embedded, postgres] : [embedded]
 }
 
-export { pglite as pgliteEngine, postgres as postgresEngine }
+export { embedded as embeddedEngine, postgres as postgresEngine }

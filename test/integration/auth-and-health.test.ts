@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto'
 import jwt from 'jsonwebtoken'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
-import { pgliteEngine } from '../helpers/db.js'
+import { embeddedEngine } from '../helpers/db.js'
 import { RecordingSink } from '../helpers/recording-sink.js'
 
 const body = { user: 'John Doe', user_id: '123', org: 'Acme Corp', org_id: '456', account_id: '789' }
@@ -124,7 +124,7 @@ describe('health endpoints', () => {
   })
 
   it('/readyz reports the database down when it is closed', async () => {
-    const testDb = await pgliteEngine.create()
+    const testDb = await embeddedEngine.create()
     const t = await startTestApp({}, { sink: new RecordingSink(), testDb })
     try {
       await t.app.db.close()
@@ -133,6 +133,7 @@ describe('health endpoints', () => {
       expect(((await res.json()) as { components: { database: { status: string } } }).components.database.status).toBe('down')
     } finally {
       await t.close()
+      await testDb.drop()
     }
   })
 })
