@@ -1,6 +1,8 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
+import accessPlugin from './auth/access-plugin.js'
 import authPlugin from './auth/plugin.js'
+import auditPlugin from './audit/plugin.js'
 import { loadOrCreateDevSecret } from './auth/secret.js'
 import type { Config } from './config.js'
 import { openDb, type Db } from './db/index.js'
@@ -8,7 +10,9 @@ import dbPlugin from './db/plugin.js'
 import { AppError } from './errors.js'
 import sinkPlugin from './ingest/sink-plugin.js'
 import type { Sink } from './ingest/sink.js'
+import httpWritePlugin from './ingest/http-write.js'
 import timeSeriesPlugin from './ingest/time-series.js'
+import usersPlugin from './users/plugin.js'
 import healthPlugin from './observability/health.js'
 import metricsPlugin from './observability/plugin.js'
 import wsPlugin from './ws/plugin.js'
@@ -29,6 +33,8 @@ export interface BuildOverrides {
 export async function buildApp(config: Config, overrides: BuildOverrides = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: overrides.logger ?? { level: config.logLevel },
+    // Behind Caddy the client address comes from X-Forwarded-For (per-address login limits).
+    trustProxy: config.trustProxy,
     // Per-request logs would cost more than an ingest request itself; errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
@@ -55,6 +61,9 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     await app.register(metricsPlugin)
     await app.register(sinkPlugin, { config, ...(overrides.sink ? { sink: overrides.sink } : {}) })
     await app.register(authPlugin, { prefix, secret, ...config.jwt })
+    await app.register(accessPlugin)
+    await app.register(auditPlugin, { prefix })
+    await app.register(usersPlugin, { prefix, env: config.env, users: config.users })
     await app.register(wsPlugin, {
       maxFrameBytes: config.ws.maxFrameBytes,
       maxConnections: config.maxConnections,
@@ -66,6 +75,7 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
       authTimeoutMs: config.ws.authTimeoutMs,
       maxPendingFrames: config.ws.maxPendingFrames,
     })
+    await app.register(httpWritePlugin, { prefix, ...config.httpWrite })
     await app.ready()
   } catch (err) {
     await app.close().catch(() => {})

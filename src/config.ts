@@ -48,8 +48,23 @@ const envSchema = z
     WS_MAX_FRAME_BYTES: positiveInt.default(1024 * 1024),
     WS_AUTH_TIMEOUT_MS: positiveInt.default(10_000),
     WS_MAX_PENDING_FRAMES: positiveInt.default(4096),
+    HTTP_WRITE_MAX_BODY_BYTES: positiveInt.default(10 * 1024 * 1024),
+    RETRY_AFTER_S: positiveInt.default(1),
     JWT_CLOCK_SKEW_S: nonNegativeInt.default(30),
     STREAM_TOKEN_TTL_S: positiveInt.default(24 * 3600),
+    TRUST_PROXY: bool.default(false),
+    ADMIN_USERNAME: z.string().trim().min(1).default('admin'),
+    ADMIN_PASSWORD: optionalString.pipe(z.string().min(8, 'must be at least 8 characters').optional()),
+    ADMIN_EMAIL: z.string().trim().min(1).default('admin@localhost'),
+    ADMIN_ORG: z.string().trim().min(1).default('default'),
+    ACCESS_TOKEN_TTL_S: positiveInt.default(15 * 60),
+    REFRESH_TOKEN_TTL_S: positiveInt.default(24 * 3600),
+    LOGIN_RATE_WINDOW_S: positiveInt.default(15 * 60),
+    LOGIN_MAX_FAILURES_PER_USERNAME: positiveInt.default(10),
+    LOGIN_MAX_FAILURES_PER_IP: positiveInt.default(50),
+    PASSWORD_SCRYPT_LOG2_N: z.coerce.number().int().min(10).max(20).default(15),
+    PASSWORD_SCRYPT_P: z.coerce.number().int().min(1).max(16).default(3),
+    PASSWORD_HASH_MAX_CONCURRENT: positiveInt.default(2),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production') {
@@ -90,7 +105,22 @@ export interface Config {
   batch: { maxLines: number; maxBytes: number; lingerMs: number; maxInflight: number }
   sinkTimeoutMs: number
   ws: { maxFrameBytes: number; authTimeoutMs: number; maxPendingFrames: number }
+  /** HTTP line-protocol ingest: largest body (compressed or not); Retry-After on 503. */
+  httpWrite: { maxBodyBytes: number; retryAfterS: number }
   jwt: { clockSkewS: number; streamTokenTtlS: number }
+  /** Take the client address from X-Forwarded-For (behind Caddy or another proxy). */
+  trustProxy: boolean
+  users: UsersConfig
+}
+
+export interface UsersConfig {
+  /** The first admin, created when no user exists; no password: generated in development. */
+  admin: { username: string; password: string | undefined; email: string; org: string }
+  accessTokenTtlS: number
+  refreshTokenTtlS: number
+  login: { windowS: number; maxFailuresPerUsername: number; maxFailuresPerIp: number }
+  /** scrypt cost N = 2^log2N, block size r = 8, parallelism p. */
+  password: { scryptLog2N: number; scryptP: number; maxConcurrent: number }
 }
 
 export class ConfigError extends Error {
@@ -147,6 +177,23 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       authTimeoutMs: e.WS_AUTH_TIMEOUT_MS,
       maxPendingFrames: e.WS_MAX_PENDING_FRAMES,
     },
+    httpWrite: { maxBodyBytes: e.HTTP_WRITE_MAX_BODY_BYTES, retryAfterS: e.RETRY_AFTER_S },
     jwt: { clockSkewS: e.JWT_CLOCK_SKEW_S, streamTokenTtlS: e.STREAM_TOKEN_TTL_S },
+    trustProxy: e.TRUST_PROXY,
+    users: {
+      admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD, email: e.ADMIN_EMAIL, org: e.ADMIN_ORG },
+      accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
+      refreshTokenTtlS: e.REFRESH_TOKEN_TTL_S,
+      login: {
+        windowS: e.LOGIN_RATE_WINDOW_S,
+        maxFailuresPerUsername: e.LOGIN_MAX_FAILURES_PER_USERNAME,
+        maxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
+      },
+      password: {
+        scryptLog2N: e.PASSWORD_SCRYPT_LOG2_N,
+        scryptP: e.PASSWORD_SCRYPT_P,
+        maxConcurrent: e.PASSWORD_HASH_MAX_CONCURRENT,
+      },
+    },
   }
 }

@@ -22,11 +22,13 @@ export interface FlushReport {
 interface Batch {
   texts: string[]
   acks: Ack[]
+  /** Lines of each frame, in order (to map a partial write back to frames). */
+  counts: number[]
   lines: number
   bytes: number
 }
 
-const emptyBatch = (): Batch => ({ texts: [], acks: [], lines: 0, bytes: 0 })
+const emptyBatch = (): Batch => ({ texts: [], acks: [], counts: [], lines: 0, bytes: 0 })
 
 /**
  * Group commit: frames from every connection are gathered into one batch and written to
@@ -64,6 +66,7 @@ export class Batcher {
     }
     batch.texts.push(text)
     batch.acks.push(ack)
+    batch.counts.push(lines)
     batch.lines += lines
     batch.bytes += bytes
     if (batch.lines >= this.opts.maxLines || batch.bytes >= this.opts.maxBytes) {
@@ -139,9 +142,10 @@ export class Batcher {
       durationMs: performance.now() - started,
       error,
     })
-    for (const ack of batch.acks) {
+    const outcomes = error?.rejected === undefined ? undefined : frameOutcomes(batch.counts, error)
+    for (let i = 0; i < batch.acks.length; i++) {
       try {
-        ack(error)
+        ;(batch.acks[i] as Ack)(outcomes === undefined ? error : outcomes[i])
       } catch {
         // An ack belongs to a connection; its failure must not stop the others' acks.
       }
@@ -153,4 +157,26 @@ export class Batcher {
       for (const w of waiters) w()
     }
   }
+}
+
+/**
+ * A partial write: the sink stored every line but the rejected ones. Frames without a
+ * rejected line are accepted; each other frame gets an error naming its refused lines.
+ */
+function frameOutcomes(counts: number[], error: SinkError): Array<SinkError | undefined> {
+  const rejected = [...(error.rejected ?? [])].sort((a, b) => a.line - b.line)
+  const outcomes: Array<SinkError | undefined> = []
+  let first = 1
+  let r = 0
+  for (const count of counts) {
+    const last = first + count - 1
+    const mine: string[] = []
+    while (r < rejected.length && (rejected[r] as { line: number }).line <= last) {
+      const x = rejected[r++] as { line: number; message: string }
+      if (x.line >= first) mine.push(`line ${x.line - first + 1} of the frame's data lines: ${x.message}`)
+    }
+    outcomes.push(mine.length === 0 ? undefined : new SinkError(mine.join('; '), false, error.statusCode))
+    first = last + 1
+  }
+  return outcomes
 }

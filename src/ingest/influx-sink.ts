@@ -1,5 +1,5 @@
 import { HttpError, InfluxDBClient, setLogger } from '@influxdata/influxdb3-client'
-import { SinkError, type Sink } from './sink.js'
+import { SinkError, type RejectedLine, type Sink } from './sink.js'
 
 export interface InfluxSinkOptions {
   url: string
@@ -52,10 +52,30 @@ export function classifyInfluxError(err: unknown): SinkError {
     const transient = status >= 500 || status === 429 || status === 408
     // The client already extracts InfluxDB's own message (per line for a partial write).
     const detail = (err.message || err.body || '').replace(/\s+/g, ' ').trim().slice(0, MAX_DETAIL_CHARS)
-    return new SinkError(`InfluxDB answered ${status}${detail ? `: ${detail}` : ''}`, transient, status, { cause: err })
+    const rejected = transient ? undefined : partialWrite(err.json)
+    return new SinkError(`InfluxDB answered ${status}${detail ? `: ${detail}` : ''}`, transient, status, {
+      cause: err,
+      ...(rejected ? { rejected } : {}),
+    })
   }
   const message = err instanceof Error ? err.message : String(err)
   return new SinkError(`InfluxDB unreachable: ${message}`, true, undefined, { cause: err })
+}
+
+/** InfluxDB 3's partial write: `{"error":"partial write…","data":[{"line_number","error_message",…}]}`. */
+function partialWrite(json: unknown): RejectedLine[] | undefined {
+  const data = (json as { data?: unknown } | undefined)?.data
+  if (!Array.isArray(data) || data.length === 0) return undefined
+  const lines: RejectedLine[] = []
+  for (const d of data as Array<{ line_number?: unknown; error_message?: unknown; original_line?: unknown }>) {
+    if (typeof d?.line_number !== 'number') return undefined
+    lines.push({
+      line: d.line_number,
+      message: typeof d.error_message === 'string' ? d.error_message : 'rejected',
+      ...(typeof d.original_line === 'string' ? { text: d.original_line } : {}),
+    })
+  }
+  return lines
 }
 
 // An error message is repeated to clients and logs: long bodies are cut.

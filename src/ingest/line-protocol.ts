@@ -33,6 +33,7 @@ import {
   reasonOf,
   scanLine,
 } from './line-protocol-scan.js'
+import { AUTO_PRECISION } from './line-protocol-tokens.js'
 import {
   LineProtocolError,
   escapeFieldKey,
@@ -56,7 +57,8 @@ export {
   escapeTagValue,
 } from './line-protocol-escape.js'
 
-export type Precision = 'ns' | 'us' | 'ms' | 's'
+/** `auto` guesses each timestamp's unit from its magnitude, as InfluxDB 3 does. */
+export type Precision = 'ns' | 'us' | 'ms' | 's' | 'auto'
 
 /** Server-side tags to add to every line; built once per connection/token by makeTagging. */
 export interface Tagging {
@@ -91,7 +93,7 @@ export interface Point {
   timeNs: string
 }
 
-const PRECISION_ZEROS: Readonly<Record<Precision, number>> = { ns: 0, us: 3, ms: 6, s: 9 }
+const PRECISION_ZEROS: Readonly<Record<Precision, number>> = { ns: 0, us: 3, ms: 6, s: 9, auto: AUTO_PRECISION }
 const ZEROS = ['', '0', '00', '000', '0000', '00000', '000000', '0000000', '00000000', '000000000']
 const NO_KEYS: readonly string[] = []
 
@@ -161,7 +163,7 @@ function nsTimestamp(s: string, a: number, b: number, zeros: number): string {
  */
 export function scanFrame(frame: string, tagging: Tagging, defaultTimeNs: string, precision: Precision = 'ns'): ScanOk | ScanErr {
   const zeros = zerosOf(precision)
-  const defaultSuffix = ` ${defaultTimestamp(defaultTimeNs, zeros)}\n`
+  const defaultSuffix = ` ${defaultTimestamp(defaultTimeNs, Math.max(zeros, 0))}\n`
   const { suffix, rawKeys } = tagging
   const n = frame.length
   let out = ''
@@ -199,8 +201,8 @@ export function scanFrame(frame: string, tagging: Tagging, defaultTimeNs: string
       if (L.tsStart < 0) {
         out += frame.slice(copyFrom, L.fieldsEnd) + defaultSuffix
         copyFrom = nl + 1
-      } else if (zeros !== 0) {
-        out += frame.slice(copyFrom, L.fieldsEnd) + ' ' + nsTimestamp(frame, L.tsStart, L.tsEnd, zeros) + '\n'
+      } else if (L.tsZeros !== 0) {
+        out += frame.slice(copyFrom, L.fieldsEnd) + ' ' + nsTimestamp(frame, L.tsStart, L.tsEnd, L.tsZeros) + '\n'
         copyFrom = nl + 1
       } else if (L.tsEnd !== nl || nl === n) {
         // Trailing spaces, '\r' or no final '\n': cut after the timestamp.
@@ -235,8 +237,8 @@ function decodeScanned(s: string, zeros: number, defaultTimeNs: string | undefin
     fields.push([unescapeKey(s.slice(L.fKS[f]!, L.fKE[f]!)), value])
   }
   let timeNs: string
-  if (L.tsStart >= 0) timeNs = nsTimestamp(s, L.tsStart, L.tsEnd, zeros)
-  else if (defaultTimeNs !== undefined) timeNs = defaultTimestamp(defaultTimeNs, zeros)
+  if (L.tsStart >= 0) timeNs = nsTimestamp(s, L.tsStart, L.tsEnd, L.tsZeros)
+  else if (defaultTimeNs !== undefined) timeNs = defaultTimestamp(defaultTimeNs, Math.max(zeros, 0))
   else throw new LineProtocolError('missing timestamp and no default time')
   return { measurement: unescapeMeasurement(s.slice(L.mStart, L.mEnd)), tags, fields, timeNs }
 }

@@ -19,6 +19,9 @@ export interface SinkPluginOptions {
   sink?: Sink
 }
 
+// A refusal of many lines logs the first few only.
+const MAX_LOGGED_LINES = 10
+
 /** The time-series sink (InfluxDB 3, or the metrics table) and its group-commit batcher. */
 export default fp(
   async (app: FastifyInstance, opts: SinkPluginOptions) => {
@@ -44,7 +47,17 @@ export default fp(
       failed.inc()
       m.sinkErrors.inc({ sink: sink.name, kind: r.error.transient ? 'transient' : 'permanent' })
       if (r.error.transient) up.set(0)
-      app.log.warn({ sink: sink.name, lines: r.lines, err: r.error }, 'sink write failed')
+      if (r.error.transient) {
+        app.log.warn({ sink: sink.name, lines: r.lines, err: r.error }, 'sink write failed')
+        return
+      }
+      // Refused by the sink itself: not retried; the offending lines go to the log.
+      const rejected = r.error.rejected
+      m.linesRefusedBySink.inc(rejected?.length ?? r.lines)
+      app.log.warn(
+        { sink: sink.name, lines: r.lines, refused: rejected?.slice(0, MAX_LOGGED_LINES) ?? r.error.message },
+        'sink refused lines',
+      )
     })
     app.decorate('sink', sink)
     app.decorate('batcher', batcher)

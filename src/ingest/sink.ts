@@ -20,8 +20,22 @@ export class SinkError extends Error {
     message: string,
     readonly transient: boolean,
     readonly statusCode?: number,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; rejected?: RejectedLine[] },
   ) {
     super(message, options)
+    this.rejected = options?.rejected
   }
+
+  /**
+   * A partial write (InfluxDB 3 writes the good lines of a body and names the bad ones):
+   * the refused lines, numbered from 1 over the written text. Undefined: all refused.
+   */
+  readonly rejected: RejectedLine[] | undefined
+}
+
+export interface RejectedLine {
+  line: number
+  message: string
+  /** The refused line as the sink quoted it, when it did. */
+  text?: string
 }

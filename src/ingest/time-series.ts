@@ -1,8 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import type { TokenService } from '../auth/tokens.js'
-import { makeTagging } from './line-protocol.js'
-import { StreamSession, type StreamIdentity } from './stream-session.js'
+import { StreamSession } from './stream-session.js'
 
 export interface TimeSeriesOptions {
   prefix: string
@@ -10,23 +8,12 @@ export interface TimeSeriesOptions {
   maxPendingFrames: number
 }
 
-/** Turns a stream token into the identity whose user and org tag every line. */
-export function streamAuthenticator(tokens: TokenService) {
-  return (token: string): StreamIdentity => {
-    const { claims, exp } = tokens.verifyType(token, ['stream'])
-    const user = claims.user
-    const org = claims.org
-    if (typeof user !== 'string' || user === '') throw new Error('token has no user claim')
-    if (typeof org !== 'string' || org === '') throw new Error('token has no org claim')
-    return { user, org, exp, tagging: makeTagging([['user', user], ['org', org]]) }
-  }
-}
-
 /** `GET /time-series`: line protocol over WebSocket (docs/API.md section 5). */
 export default fp(
   async (app: FastifyInstance, opts: TimeSeriesOptions) => {
     const sessions = new Set<StreamSession>()
-    const authenticate = streamAuthenticator(app.tokens)
+    // Stream tokens, user access tokens and ingest:write API tokens (docs/API.md section 5).
+    const authenticate = app.ingestAuthenticator
     const gauge = app.metrics.wsConnections.labels('time-series')
     const stats = {
       frameAccepted: (lines: number) => {
@@ -67,5 +54,5 @@ export default fp(
       })
     })
   },
-  { name: 'time-series', dependencies: ['ws', 'sink', 'auth', 'metrics'] },
+  { name: 'time-series', dependencies: ['ws', 'sink', 'auth', 'access', 'metrics'] },
 )

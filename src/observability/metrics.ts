@@ -51,6 +51,11 @@ export function createMetrics() {
     labelNames: ['sink', 'kind'] as const,
     registers: [registry],
   })
+  const linesRefusedBySink = new Counter({
+    name: 'mc_lines_refused_by_sink_total',
+    help: 'Lines the sink refused after the gateway accepted them (type conflicts and the like)',
+    registers: [registry],
+  })
   const sinkUp = new Gauge({
     name: 'mc_sink_up',
     help: '1 when the last sink write or ping succeeded',
@@ -67,6 +72,7 @@ export function createMetrics() {
     batchLines,
     batchSeconds,
     sinkErrors,
+    linesRefusedBySink,
     sinkUp,
   }
 }

@@ -81,7 +81,7 @@ describe('/time-series into an InfluxDB 3 write API (the real client against a s
     c.send('conflict v=1i 1')
     expect(await c.next()).toBe('OK')
     c.send('conflict v="text" 2')
-    expect(await c.next()).toMatch(/^ERR rejected: InfluxDB answered 400/)
+    expect(await c.next()).toMatch(/^ERR rejected: line 1 of the frame's data lines: invalid column type/)
     c.close()
   })
 })
@@ -135,4 +135,30 @@ describe.skipIf(!haveVictoria)('/time-series into a real victoria-metrics (its I
     expect((await vm.exportSeries('{__name__=~"bad.*"}')).length).toBe(0)
     c.close()
   }, 180_000)
+})
+
+describe('a partial write (InfluxDB 3 stores the good lines of a body and names the bad ones)', () => {
+  it('acknowledges the frames whose lines were all stored and refuses only the others', async () => {
+    const influx = await startFakeInflux()
+    // A long linger so the five frames share one batch, i.e. one request.
+    const t = await startTestApp({ INFLUXDB_URL: influx.url, INFLUXDB_DATABASE: 'db', BATCH_LINGER_MS: '200' })
+    try {
+      const c = await authed(t)
+      c.send('typed v=1i 1') // fixes v as an integer
+      expect(await c.next()).toBe('OK')
+      c.send('a v=1 1')
+      c.send('typed v="text" 2\ntyped w=1i 2') // the first line conflicts with the schema
+      c.send('b v=1 1')
+      await c.waitForCount(4)
+      expect(c.messages.slice(2)).toEqual(['OK', expect.stringMatching(/^ERR rejected: line 1 of the frame's data lines: invalid column type/), 'OK'])
+      expect(influx.writes.at(-1)?.lines).toHaveLength(4) // one request for the three frames
+      expect(influx.lines).toContain('typed,user=john_doe,org=acme_corp w=1i 2')
+      const metrics = await (await fetch(`${t.url}/metrics`)).text()
+      expect(metrics).toMatch(/mc_lines_refused_by_sink_total 1/)
+      c.close()
+    } finally {
+      await t.close()
+      await influx.close()
+    }
+  })
 })

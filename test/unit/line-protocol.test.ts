@@ -450,7 +450,7 @@ describe('properties', () => {
           decoded = e
         }
         if (r.ok) {
-          // Accepted text may still hold a field named like a server-side tag; without tagging, never.
+          // scanFrame is only ever stricter than decodeLines (fields named like a server-side tag).
           expect(decoded).toBeNull()
           expect(r.text === '' || r.text.endsWith('\n')).toBe(true)
         } else {
@@ -492,7 +492,7 @@ describe('properties', () => {
       noise: fc.constantFrom('', '\n', '# note\n', ' \t \n', '\r\n'),
     })
     fc.assert(
-      fc.property(fc.array(entry, { maxLength: 6 }), fc.constantFrom<Precision>('ns', 'us', 'ms', 's'), defaultTime, fc.boolean(), (entries, precision, def, finalEol) => {
+      fc.property(fc.array(entry, { maxLength: 6 }), fc.constantFrom<Exclude<Precision, 'auto'>>('ns', 'us', 'ms', 's'), defaultTime, fc.boolean(), (entries, precision, def, finalEol) => {
         let frame = ''
         const expected: Point[] = []
         const zeros = { ns: '', us: '000', ms: '000000', s: '000000000' }[precision]
@@ -516,5 +516,30 @@ describe('properties', () => {
       }),
       { numRuns: 1000 },
     )
+  })
+})
+
+describe('precision auto (InfluxDB 3 guesses each timestamp by magnitude)', () => {
+  const t = makeTagging([['user', 'u'], ['org', 'o']])
+  it.each([
+    ['1700000000', '1700000000000000000'], // s
+    ['4999999999', '4999999999000000000'], // s, the last one
+    ['5000000000', '5000000000000000'], // ms from 5e9
+    ['1700000000123', '1700000000123000000'], // ms
+    ['1700000000123456', '1700000000123456000'], // us
+    ['1700000000123456789', '1700000000123456789'], // ns
+    ['-1700000000', '-1700000000000000000'], // by magnitude
+  ])('reads %s as %s ns', (ts, ns) => {
+    expect(scanFrame(`m v=1 ${ts}`, t, '1', 'auto')).toEqual({ ok: true, text: `m,user=u,org=o v=1 ${ns}\n`, lines: 1 })
+    expect(decodeLine(`m v=1 ${ts}`, 'auto').timeNs).toBe(ns)
+  })
+
+  it('guesses per line, and stamps lines without a time in ns', () => {
+    const r = scanFrame('a v=1 1700000000\nb v=1 1700000000123\nc v=1', t, '1700000000123456789', 'auto')
+    expect(r).toEqual({
+      ok: true,
+      text: 'a,user=u,org=o v=1 1700000000000000000\nb,user=u,org=o v=1 1700000000123000000\nc,user=u,org=o v=1 1700000000123456789\n',
+      lines: 3,
+    })
   })
 })

@@ -1,0 +1,54 @@
+import { unauthorized } from '../errors.js'
+import { makeTagging } from '../ingest/line-protocol.js'
+import type { StreamIdentity } from '../ingest/stream-session.js'
+import { isApiToken, type ApiTokenService } from './api-tokens.js'
+import { TokenError, type TokenService } from './tokens.js'
+
+export interface IngestAuthDeps {
+  tokens: Pick<TokenService, 'verifyType'>
+  apiTokens: Pick<ApiTokenService, 'authenticate'>
+}
+
+/** An identity whose lines are tagged `user=<user>,org=<org>`. */
+export function streamIdentity(user: string, org: string, exp: number): StreamIdentity {
+  return { user, org, exp, tagging: makeTagging([['user', user], ['org', org]]) }
+}
+
+/**
+ * Who may write time series (docs/API.md sections 5-6): a stream token (`user`, `org`
+ * claims), a user access token (`username`, `org`), or an API token with `ingest:write`
+ * (its owner's username and org). JWTs are checked synchronously; an API token needs
+ * the database, so its answer is a Promise. Every refusal is a 401 AppError
+ * (`invalid_token`) whose message fits `AUTH_FAILED: <message>` as well.
+ *
+ * API tokens do not expire: their identity's `exp` is Infinity.
+ */
+export function ingestAuthenticator(deps: IngestAuthDeps): (token: string) => StreamIdentity | Promise<StreamIdentity> {
+  return (token) => {
+    if (isApiToken(token)) return fromApiToken(deps, token)
+    let verified
+    try {
+      verified = deps.tokens.verifyType(token, ['stream', 'access'])
+    } catch (err) {
+      if (err instanceof TokenError) throw refused(err.reason)
+      throw err
+    }
+    const { claims, exp } = verified
+    const user = claims.type === 'access' ? claims.username : claims.user
+    if (typeof user !== 'string' || user === '') {
+      throw refused(`token has no ${claims.type === 'access' ? 'username' : 'user'} claim`)
+    }
+    const org = claims.org
+    if (typeof org !== 'string' || org === '') throw refused('token has no org claim')
+    return streamIdentity(user, org, exp)
+  }
+}
+
+const refused = (reason: string) => unauthorized(reason, 'invalid_token')
+
+async function fromApiToken(deps: IngestAuthDeps, token: string): Promise<StreamIdentity> {
+  const found = await deps.apiTokens.authenticate(token)
+  if (found === undefined) throw refused('invalid API token')
+  if (!found.scopes.includes('ingest:write')) throw refused('API token lacks the ingest:write scope')
+  return streamIdentity(found.owner.username, found.owner.org, Number.POSITIVE_INFINITY)
+}

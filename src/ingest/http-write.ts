@@ -1,0 +1,153 @@
+import { promisify } from 'node:util'
+import { gunzip } from 'node:zlib'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { bearerToken } from '../auth/plugin.js'
+import { AppError, badRequest, unauthorized } from '../errors.js'
+import type { Batcher } from './batcher.js'
+import { scanFrame, type Precision } from './line-protocol.js'
+import { receiveTimeNs } from './receive-time.js'
+import type { SinkError } from './sink.js'
+import type { StreamIdentity } from './stream-session.js'
+
+export interface HttpWriteOptions {
+  /** Fastify's own register option: this plugin is encapsulated, so routes get it applied. */
+  prefix: string
+  /** Largest request body, compressed or not. */
+  maxBodyBytes: number
+  /** Seconds a client is told to wait when the gateway cannot take more. */
+  retryAfterS: number
+}
+
+const gunzipAsync = promisify(gunzip)
+
+const V2_PRECISION = { ns: 'ns', us: 'us', ms: 'ms', s: 's' } as const
+const V3_PRECISION = {
+  auto: 'auto',
+  nanosecond: 'ns',
+  microsecond: 'us',
+  millisecond: 'ms',
+  second: 's',
+  ns: 'ns',
+  us: 'us',
+  ms: 'ms',
+  s: 's',
+} as const
+
+const errorSchema = z.object({ error: z.string(), message: z.string() })
+const responses = {
+  204: z.null().describe('every line is durably accepted'),
+  400: errorSchema,
+  401: errorSchema,
+  413: errorSchema,
+  503: errorSchema,
+}
+
+const v2Query = z.object({
+  bucket: z.string().optional(),
+  org: z.string().optional(),
+  precision: z.enum(Object.keys(V2_PRECISION) as [keyof typeof V2_PRECISION]).default('ns'),
+})
+const v3Query = z.object({
+  db: z.string().optional(),
+  precision: z.enum(Object.keys(V3_PRECISION) as [keyof typeof V3_PRECISION]).default('auto'),
+  accept_partial: z.string().optional(),
+  no_sync: z.string().optional(),
+})
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    ingestIdentity?: StreamIdentity
+  }
+}
+
+/**
+ * HTTP line-protocol ingest (docs/API.md section 6): the write APIs of InfluxDB 2 and 3,
+ * so Telegraf's InfluxDB v2 output or any InfluxDB client can point at the gateway. Same
+ * tagging, validation and durability as /time-series: 204 only once every line is accepted.
+ */
+export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOptions): Promise<void> {
+  // Bodies are line protocol whatever the content type says; JSON parsing is not wanted here.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: opts.maxBodyBytes }, (_req, body, done) =>
+    done(null, body),
+  )
+
+  const authenticate = app.ingestAuthenticator
+  const onRequest = async (request: FastifyRequest) => {
+    const token = bearerToken(request)
+    try {
+      request.ingestIdentity = await authenticate(token)
+    } catch (err) {
+      if (err instanceof AppError) throw err
+      throw unauthorized((err as Error).message, 'invalid_token')
+    }
+  }
+
+  const write = async (request: FastifyRequest, precision: Precision): Promise<void> => {
+    const identity = request.ingestIdentity as StreamIdentity
+    const body = await decodeBody(request, opts.maxBodyBytes)
+    const scanned = scanFrame(body, identity.tagging, receiveTimeNs(), precision)
+    if (!scanned.ok) {
+      app.metrics.frames.inc({ result: 'error' })
+      throw badRequest(`line ${scanned.line}: ${scanned.reason}`, 'invalid_line')
+    }
+    if (scanned.lines === 0) return
+    const err = await submit(app.batcher, scanned.text, scanned.lines)
+    if (err === undefined) {
+      app.metrics.frames.inc({ result: 'ok' })
+      app.metrics.linesAccepted.inc(scanned.lines)
+      return
+    }
+    app.metrics.frames.inc({ result: 'error' })
+    if (err.transient) {
+      throw new AppError(503, 'unavailable', 'the time-series sink cannot take data now: retry later', { cause: err })
+    }
+    throw badRequest(`rejected by the time-series sink: ${err.message}`, 'rejected')
+  }
+
+  const typed = app.withTypeProvider<ZodTypeProvider>()
+  typed.post(
+    '/api/v2/write',
+    { onRequest, schema: { summary: 'InfluxDB 2 write API', querystring: v2Query, response: responses } },
+    async (request, reply) => {
+      await write(request, V2_PRECISION[request.query.precision])
+      return reply.code(204).send(null)
+    },
+  )
+  typed.post(
+    '/api/v3/write_lp',
+    { onRequest, schema: { summary: 'InfluxDB 3 write API', querystring: v3Query, response: responses } },
+    async (request, reply) => {
+      await write(request, V3_PRECISION[request.query.precision])
+      return reply.code(204).send(null)
+    },
+  )
+
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (reply.statusCode === 503) reply.header('retry-after', String(opts.retryAfterS))
+    return payload
+  })
+}
+
+function submit(batcher: Pick<Batcher, 'submit'>, text: string, lines: number): Promise<SinkError | undefined> {
+  return new Promise((resolve) => batcher.submit(text, lines, resolve))
+}
+
+async function decodeBody(request: FastifyRequest, maxBytes: number): Promise<string> {
+  const raw = request.body
+  if (!Buffer.isBuffer(raw)) return ''
+  const encoding = request.headers['content-encoding']?.trim().toLowerCase()
+  if (encoding === undefined || encoding === '' || encoding === 'identity') return raw.toString('utf8')
+  if (encoding !== 'gzip') throw new AppError(415, 'unsupported_encoding', `Content-Encoding ${encoding} is not supported (gzip is)`)
+  try {
+    // The limit holds after decompression too: a small gzip body cannot expand past it.
+    return (await gunzipAsync(raw, { maxOutputLength: maxBytes })).toString('utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new AppError(413, 'body_too_large', `the decompressed body exceeds ${maxBytes} bytes`)
+    }
+    throw badRequest('the body is not valid gzip', 'invalid_gzip')
+  }
+}

@@ -1,0 +1,49 @@
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { errorBody } from '../api-schemas.js'
+import { loginBody, refreshBody, sessionView, toSessionView } from './schemas.js'
+import { LoginThrottledError, type SessionService } from './sessions.js'
+
+/** `POST /api/v1/auth/login` and `POST /api/v1/auth/refresh` (docs/API.md section 7). */
+export function authRoutes(app: FastifyInstance, opts: { prefix: string; sessions: SessionService }): void {
+  const r = app.withTypeProvider<ZodTypeProvider>()
+  const { sessions } = opts
+
+  r.post(
+    `${opts.prefix}/api/v1/auth/login`,
+    {
+      schema: {
+        summary: 'Log in: an access token (15 min) and a single-use refresh token (24 h)',
+        tags: ['auth'],
+        body: loginBody,
+        response: {
+          200: sessionView,
+          400: errorBody,
+          401: errorBody,
+          429: errorBody.describe('Too many failed logins for this username or address; see Retry-After'),
+        },
+      },
+    },
+    async (request, reply) => {
+      try {
+        return toSessionView(await sessions.login(request.body.username, request.body.password, request.ip))
+      } catch (err) {
+        if (err instanceof LoginThrottledError) reply.header('retry-after', String(err.retryAfterS))
+        throw err
+      }
+    },
+  )
+
+  r.post(
+    `${opts.prefix}/api/v1/auth/refresh`,
+    {
+      schema: {
+        summary: 'Trade a refresh token for new tokens; a reused refresh token revokes its whole family',
+        tags: ['auth'],
+        body: refreshBody,
+        response: { 200: sessionView, 400: errorBody, 401: errorBody },
+      },
+    },
+    async (request) => toSessionView(await sessions.refresh(request.body.refresh_token, request.ip)),
+  )
+}

@@ -1,0 +1,142 @@
+import { gzipSync } from 'node:zlib'
+import { HttpError, InfluxDBClient, setLogger } from '@influxdata/influxdb3-client'
+import jwt from 'jsonwebtoken'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
+import { RecordingSink, permanentFailure, transientFailure } from '../helpers/recording-sink.js'
+
+setLogger({ error() {}, warn() {} })
+
+const token = jwt.sign(
+  { user: 'john_doe', user_id: '1', org: 'acme_corp', org_id: '2', account_id: '3', type: 'stream' },
+  TEST_SECRET,
+  { expiresIn: 3600 },
+)
+
+describe('HTTP line-protocol ingest, driven by the InfluxDB 3 client', () => {
+  let t: TestApp
+  let sink: RecordingSink
+  let client: InfluxDBClient
+  beforeAll(async () => {
+    sink = new RecordingSink()
+    t = await startTestApp({ PATH_PREFIX: '/gw' }, { sink })
+    client = new InfluxDBClient({ host: t.url, token, database: 'anything' })
+  })
+  afterAll(async () => {
+    await client.close()
+    await t.close()
+  })
+  beforeEach(() => {
+    sink.writes.length = 0
+    sink.failWith = undefined
+  })
+
+  const post = (path: string, body: string | Buffer, headers: Record<string, string> = {}) =>
+    fetch(`${t.url}${path}`, { method: 'POST', headers: { authorization: `Token ${token}`, ...headers }, body })
+
+  it('writes through /api/v2/write with the tags added and spoofed ones dropped', async () => {
+    await client.write('temperature,location=room1,user=mallory value=23.5 1700000000000000000', 'db')
+    expect(sink.lines).toEqual(['temperature,location=room1,user=john_doe,org=acme_corp value=23.5 1700000000000000000'])
+  })
+
+  it.each([
+    ['ns', '1700000000000000001', '1700000000000000001'],
+    ['us', '1700000000000001', '1700000000000001000'],
+    ['ms', '1700000000001', '1700000000001000000'],
+    ['s', '1700000001', '1700000001000000000'],
+  ] as const)('converts precision=%s to ns for the sink (v2)', async (precision, ts, ns) => {
+    await client.write(`m v=1 ${ts}`, 'db', undefined, { precision })
+    expect(sink.lines).toEqual([`m,user=john_doe,org=acme_corp v=1 ${ns}`])
+  })
+
+  it.each([
+    ['nanosecond', '1700000000000000001', '1700000000000000001'],
+    ['microsecond', '1700000000000001', '1700000000000001000'],
+    ['millisecond', '1700000000001', '1700000000001000000'],
+    ['second', '1700000001', '1700000001000000000'],
+    ['s', '1700000001', '1700000001000000000'],
+    ['auto', '1700000001', '1700000001000000000'],
+    ['auto', '1700000000001', '1700000000001000000'],
+  ])('converts precision=%s to ns for the sink (v3 write_lp)', async (precision, ts, ns) => {
+    const res = await post(`/api/v3/write_lp?db=x&precision=${precision}`, `m v=1 ${ts}`)
+    expect(res.status).toBe(204)
+    expect(sink.lines).toEqual([`m,user=john_doe,org=acme_corp v=1 ${ns}`])
+  })
+
+  it('takes v3 writes from the client (noSync uses /api/v3/write_lp)', async () => {
+    await client.write('m v=2 1700000002', 'db', undefined, { precision: 's', noSync: true })
+    expect(sink.lines).toEqual(['m,user=john_doe,org=acme_corp v=2 1700000002000000000'])
+  })
+
+  it('accepts gzip bodies (the client gzips bodies over 1,000 bytes)', async () => {
+    const lines = Array.from({ length: 200 }, (_, i) => `cpu,host=h${i} usage=${i} ${1_700_000_000_000_000_000n + BigInt(i)}`)
+    await client.write(lines.join('\n'), 'db')
+    expect(sink.lines).toHaveLength(200)
+    const res = await post('/api/v2/write?precision=ns', gzipSync('g v=1 1'), { 'content-encoding': 'gzip' })
+    expect(res.status).toBe(204)
+    expect(sink.lines.at(-1)).toBe('g,user=john_doe,org=acme_corp v=1 1')
+  })
+
+  it('answers 400 naming the line, and writes nothing of the body', async () => {
+    const res = await post('/api/v2/write', 'ok v=1 1\n# c\nbad v=\nok v=2 2')
+    expect(res.status).toBe(400)
+    const body = (await res.json()) as { error: string; message: string }
+    expect(body.error).toBe('invalid_line')
+    expect(body.message).toMatch(/^line 3: /)
+    expect(sink.writes).toHaveLength(0)
+    await expect(client.write('bad line', 'db')).rejects.toMatchObject({ statusCode: 400 })
+  })
+
+  it('answers 400 for an unknown precision', async () => {
+    const res = await post('/api/v2/write?precision=minutes', 'm v=1 1')
+    expect(res.status).toBe(400)
+    expect(sink.writes).toHaveLength(0)
+  })
+
+  it.each([
+    ['no token', undefined],
+    ['a bad token', 'Token nope'],
+    ['an expired token', `Bearer ${jwt.sign({ user: 'u', org: 'o', type: 'stream', exp: Math.floor(Date.now() / 1000) - 120 }, TEST_SECRET)}`],
+    ['a backend token', `Bearer ${jwt.sign({ userId: '1' }, TEST_SECRET, { expiresIn: 60 })}`],
+  ])('answers 401 for %s and writes nothing', async (_what, authorization) => {
+    const res = await fetch(`${t.url}/api/v2/write`, {
+      method: 'POST',
+      headers: authorization ? { authorization } : {},
+      body: 'm v=1 1',
+    })
+    expect(res.status).toBe(401)
+    expect(sink.writes).toHaveLength(0)
+  })
+
+  it('accepts Bearer as well as Token', async () => {
+    const res = await fetch(`${t.url}/api/v2/write`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: 'b v=1 1' })
+    expect(res.status).toBe(204)
+  })
+
+  it('answers 413 over 10 MiB, compressed or once decompressed', async () => {
+    const big = 'x v=1 1\n'.repeat(Math.ceil((10 * 1024 * 1024 + 1) / 8))
+    expect((await post('/api/v2/write', big)).status).toBe(413)
+    const bomb = gzipSync(Buffer.alloc(11 * 1024 * 1024, 0x20))
+    expect(bomb.length).toBeLessThan(1024 * 1024)
+    expect((await post('/api/v2/write', bomb, { 'content-encoding': 'gzip' })).status).toBe(413)
+    expect(sink.writes).toHaveLength(0)
+  })
+
+  it('answers 400 for a body that is not gzip though it says so, 415 for another encoding', async () => {
+    expect((await post('/api/v2/write', 'm v=1 1', { 'content-encoding': 'gzip' })).status).toBe(400)
+    expect((await post('/api/v2/write', 'm v=1 1', { 'content-encoding': 'br' })).status).toBe(415)
+  })
+
+  it('answers 503 with Retry-After when the sink is down, and 400 when it refuses the data', async () => {
+    sink.failWith = transientFailure()
+    const res = await post('/api/v2/write', 'm v=1 1')
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toBe('1')
+    const err = await client.write('m v=1 1', 'db').catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(HttpError)
+    expect((err as HttpError).statusCode).toBe(503)
+    sink.failWith = permanentFailure()
+    expect((await post('/api/v2/write', 'm v=1 1')).status).toBe(400)
+    expect(sink.writes).toHaveLength(0)
+  })
+})
