@@ -49,6 +49,10 @@ const envSchema = z
     WS_AUTH_TIMEOUT_MS: positiveInt.default(10_000),
     WS_MAX_PENDING_FRAMES: positiveInt.default(4096),
     HTTP_WRITE_MAX_BODY_BYTES: positiveInt.default(10 * 1024 * 1024),
+    SPOOL_MAX_BYTES: positiveInt.default(1024 * 1024 * 1024),
+    SPOOL_SEGMENT_BYTES: positiveInt.default(64 * 1024 * 1024),
+    SINK_RETRY_MIN_MS: positiveInt.default(100),
+    SINK_RETRY_MAX_MS: positiveInt.default(5000),
     RETRY_AFTER_S: positiveInt.default(1),
     JWT_CLOCK_SKEW_S: nonNegativeInt.default(30),
     STREAM_TOKEN_TTL_S: positiveInt.default(24 * 3600),
@@ -104,6 +108,8 @@ export interface Config {
   logLevel: Env['LOG_LEVEL']
   batch: { maxLines: number; maxBytes: number; lingerMs: number; maxInflight: number }
   sinkTimeoutMs: number
+  /** On-disk spool under dataDir/spool for batches the sink cannot take; replay backoff. */
+  spool: { maxBytes: number; segmentBytes: number; retryMinMs: number; retryMaxMs: number }
   ws: { maxFrameBytes: number; authTimeoutMs: number; maxPendingFrames: number }
   /** HTTP line-protocol ingest: largest body (compressed or not); Retry-After on 503. */
   httpWrite: { maxBodyBytes: number; retryAfterS: number }
@@ -172,6 +178,12 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       maxInflight: e.BATCH_MAX_INFLIGHT,
     },
     sinkTimeoutMs: e.SINK_TIMEOUT_MS,
+    spool: {
+      maxBytes: e.SPOOL_MAX_BYTES,
+      segmentBytes: e.SPOOL_SEGMENT_BYTES,
+      retryMinMs: e.SINK_RETRY_MIN_MS,
+      retryMaxMs: e.SINK_RETRY_MAX_MS,
+    },
     ws: {
       maxFrameBytes: e.WS_MAX_FRAME_BYTES,
       authTimeoutMs: e.WS_AUTH_TIMEOUT_MS,

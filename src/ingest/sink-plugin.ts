@@ -1,20 +1,23 @@
+import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { Batcher } from './batcher.js'
+import { DurableSink } from './durable-sink.js'
 import { createInfluxSink } from './influx-sink.js'
 import type { Sink } from './sink.js'
+import { Spool } from './spool.js'
 import { createSqlSink } from './sql-sink.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    sink: Sink
+    sink: DurableSink
     batcher: Batcher
   }
 }
 
 export interface SinkPluginOptions {
-  config: Pick<Config, 'influx' | 'batch' | 'sinkTimeoutMs'>
+  config: Pick<Config, 'influx' | 'batch' | 'sinkTimeoutMs' | 'spool' | 'dataDir'>
   /** A sink built by the caller (tests, embedding) instead of the configured one. */
   sink?: Sink
 }
@@ -32,11 +35,28 @@ export default fp(
         ? createInfluxSink({ ...config.influx, timeoutMs: config.sinkTimeoutMs })
         : createSqlSink(app.db))
     const m = app.metrics
+    const spool = await Spool.open({
+      dir: join(config.dataDir, 'spool'),
+      maxBytes: config.spool.maxBytes,
+      segmentBytes: config.spool.segmentBytes,
+    })
+    if (spool.recovered.tornBytes > 0) {
+      app.log.warn({ torn_bytes: spool.recovered.tornBytes }, 'spool: dropped a torn last record (never acknowledged)')
+    }
+    const durable = new DurableSink({
+      sink,
+      spool,
+      log: app.log.child({ component: 'spool' }),
+      retryMinMs: config.spool.retryMinMs,
+      retryMaxMs: config.spool.retryMaxMs,
+      onReplay: ({ lines, delivered }) => (delivered ? m.spoolReplayedLines.inc(lines) : m.linesRefusedBySink.inc(lines)),
+    })
+    m.trackSpool(durable)
     const ok = m.batches.labels(sink.name, 'ok')
     const failed = m.batches.labels(sink.name, 'error')
     const seconds = m.batchSeconds.labels(sink.name)
     const up = m.sinkUp.labels(sink.name)
-    const batcher = new Batcher(sink, config.batch, (r) => {
+    const batcher = new Batcher(durable, config.batch, (r) => {
       seconds.observe(r.durationMs / 1000)
       m.batchLines.observe(r.lines)
       if (r.error === undefined) {
@@ -59,12 +79,12 @@ export default fp(
         'sink refused lines',
       )
     })
-    app.decorate('sink', sink)
+    app.decorate('sink', durable)
     app.decorate('batcher', batcher)
     app.log.info({ sink: sink.name }, 'time-series sink ready')
     app.addHook('onClose', async () => {
       await batcher.flush()
-      await sink.close()
+      await durable.close()
     })
   },
   { name: 'sink', dependencies: ['db', 'metrics'] },

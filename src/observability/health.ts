@@ -44,7 +44,13 @@ export default fp(
     app.get(`${p}/readyz`, { schema: { response: { 200: readySchema, 503: readySchema } } }, async (_req, reply) => {
       const [database, sink] = await Promise.all([
         check('database', () => app.db.ping(), { engine: app.db.engine }),
-        check('sink', () => app.sink.ping(), { name: app.sink.name, pending_lines: app.batcher.pendingLines }),
+        check('sink', () => app.sink.ping(), {
+          name: app.sink.name,
+          mode: app.sink.mode,
+          pending_lines: app.batcher.pendingLines,
+          spool_lines: app.sink.spool.lines,
+          spool_bytes: app.sink.spool.bytes,
+        }),
       ])
       const bus: Component = { status: 'up', mode: 'in-process' }
       const components = { database, sink, bus }

@@ -56,6 +56,36 @@ export function createMetrics() {
     help: 'Lines the sink refused after the gateway accepted them (type conflicts and the like)',
     registers: [registry],
   })
+  const spoolReplayedLines = new Counter({
+    name: 'mc_spool_replayed_lines_total',
+    help: 'Spooled lines delivered to the sink by the replayer',
+    registers: [registry],
+  })
+  let spool: { spool: { bytes: number; lines: number; records: number }; mode: string } | undefined
+  new Gauge({
+    name: 'mc_spool_bytes',
+    help: 'Bytes of batches waiting in the on-disk spool',
+    registers: [registry],
+    collect() {
+      this.set(spool?.spool.bytes ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'mc_spool_lines',
+    help: 'Lines waiting in the on-disk spool',
+    registers: [registry],
+    collect() {
+      this.set(spool?.spool.lines ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'mc_spooling',
+    help: '1 while batches go to the spool (the sink failed and the spool is not drained yet)',
+    registers: [registry],
+    collect() {
+      this.set(spool?.mode === 'spooling' ? 1 : 0)
+    },
+  })
   const sinkUp = new Gauge({
     name: 'mc_sink_up',
     help: '1 when the last sink write or ping succeeded',
@@ -73,7 +103,12 @@ export function createMetrics() {
     batchSeconds,
     sinkErrors,
     linesRefusedBySink,
+    spoolReplayedLines,
     sinkUp,
+    /** Reports this spool's size and mode in the gauges above. */
+    trackSpool(s: NonNullable<typeof spool>) {
+      spool = s
+    },
   }
 }
 

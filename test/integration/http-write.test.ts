@@ -1,5 +1,5 @@
 import { gzipSync } from 'node:zlib'
-import { HttpError, InfluxDBClient, setLogger } from '@influxdata/influxdb3-client'
+import { InfluxDBClient, setLogger } from '@influxdata/influxdb3-client'
 import jwt from 'jsonwebtoken'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
@@ -19,7 +19,7 @@ describe('HTTP line-protocol ingest, driven by the InfluxDB 3 client', () => {
   let client: InfluxDBClient
   beforeAll(async () => {
     sink = new RecordingSink()
-    t = await startTestApp({ PATH_PREFIX: '/gw' }, { sink })
+    t = await startTestApp({ PATH_PREFIX: '/gw', SINK_RETRY_MIN_MS: '20', SINK_RETRY_MAX_MS: '50' }, { sink })
     client = new InfluxDBClient({ host: t.url, token, database: 'anything' })
   })
   afterAll(async () => {
@@ -127,16 +127,40 @@ describe('HTTP line-protocol ingest, driven by the InfluxDB 3 client', () => {
     expect((await post('/api/v2/write', 'm v=1 1', { 'content-encoding': 'br' })).status).toBe(415)
   })
 
-  it('answers 503 with Retry-After when the sink is down, and 400 when it refuses the data', async () => {
+  it('answers 204 while the sink is down (spooled), and 400 when the sink refuses the data', async () => {
     sink.failWith = transientFailure()
-    const res = await post('/api/v2/write', 'm v=1 1')
-    expect(res.status).toBe(503)
-    expect(res.headers.get('retry-after')).toBe('1')
-    const err = await client.write('m v=1 1', 'db').catch((e: unknown) => e)
-    expect(err).toBeInstanceOf(HttpError)
-    expect((err as HttpError).statusCode).toBe(503)
+    expect((await post('/api/v2/write', 'spooled v=1 1')).status).toBe(204)
+    sink.failWith = undefined
+    const deadline = Date.now() + 10_000
+    while (sink.lines.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    expect(sink.lines).toEqual(['spooled,user=john_doe,org=acme_corp v=1 1'])
+    while (t.app.sink.mode !== 'direct' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
     sink.failWith = permanentFailure()
-    expect((await post('/api/v2/write', 'm v=1 1')).status).toBe(400)
-    expect(sink.writes).toHaveLength(0)
+    const res = await post('/api/v2/write', 'm v=1 1')
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: string }).error).toBe('rejected')
+    expect(sink.lines).toHaveLength(1)
+  })
+})
+
+describe('HTTP ingest when the gateway cannot take more', () => {
+  it('answers 503 with Retry-After when the sink is down and the spool is full, writing nothing', async () => {
+    const sink = new RecordingSink()
+    const t = await startTestApp({ SPOOL_MAX_BYTES: '200' }, { sink })
+    try {
+      sink.failWith = transientFailure()
+      const res = await fetch(`${t.url}/api/v2/write`, {
+        method: 'POST',
+        headers: { authorization: `Token ${token}` },
+        body: 'x'.repeat(150) + ' v=1 1\n' + 'y'.repeat(150) + ' v=1 1',
+      })
+      expect(res.status).toBe(503)
+      expect(res.headers.get('retry-after')).toBe('1')
+      expect(t.app.sink.spool.records).toBe(0)
+      sink.failWith = undefined
+      expect(sink.lines).toEqual([])
+    } finally {
+      await t.close()
+    }
   })
 })

@@ -12,6 +12,14 @@ function streamToken(claims: Record<string, unknown> = {}, expiresInS = 3600): s
   )
 }
 
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
 async function authed(t: TestApp, token = streamToken()): Promise<TestClient> {
   const c = await TestClient.connect(`${t.wsUrl}/time-series`)
   c.send(`$AUTH ${token}`)
@@ -24,7 +32,7 @@ describe('/time-series', () => {
   let sink: RecordingSink
   beforeEach(async () => {
     sink = new RecordingSink()
-    t = await startTestApp({ BATCH_LINGER_MS: '2' }, { sink })
+    t = await startTestApp({ BATCH_LINGER_MS: '2', SINK_RETRY_MIN_MS: '20', SINK_RETRY_MAX_MS: '50' }, { sink })
   })
   afterEach(async () => {
     await t.close()
@@ -165,18 +173,26 @@ describe('/time-series', () => {
     expect((await c.waitClosed()).code).toBe(1009)
   })
 
-  it('answers ERR busy: retry when the sink is down, and the rejected rejection for a permanent refusal', async () => {
+  it('spools while the sink is down (OK), replays in order once it is back, and refuses what the sink refuses', async () => {
     const c = await authed(t)
     sink.failWith = transientFailure()
-    c.send('m v=1 1')
-    expect(await c.next()).toBe('ERR busy: retry')
+    c.send('down v=1 1')
+    c.send('down v=2 2')
+    expect(await c.next()).toBe('OK') // durable in the spool, not in the sink
+    expect(await c.next()).toBe('OK')
+    expect(sink.lines).toEqual([])
+    expect(t.app.sink.mode).toBe('spooling')
+    sink.failWith = undefined
+    await waitFor(() => sink.lines.length === 2)
+    expect(sink.lines).toEqual(['down,user=john_doe,org=acme_corp v=1 1', 'down,user=john_doe,org=acme_corp v=2 2'])
+    await waitFor(() => t.app.sink.mode === 'direct')
     sink.failWith = permanentFailure()
-    c.send('m v=1 1')
+    c.send('refused v=1 1')
     expect(await c.next()).toMatch(/^ERR rejected: /)
     sink.failWith = undefined
-    c.send('m v=1 1')
+    c.send('after v=1 1')
     expect(await c.next()).toBe('OK')
-    expect(sink.lines).toHaveLength(1)
+    expect(sink.lines).toHaveLength(3)
     c.close()
   })
 
@@ -260,7 +276,7 @@ describe('/time-series limits and timeouts', () => {
     expect(closed.code).toBe(1001)
     const replies = c.messages.slice(1)
     expect(replies).toHaveLength(20)
-    expect(replies.every((r) => r === 'OK' || r === 'ERR busy: retry')).toBe(true)
-    expect(sink.lines).toHaveLength(replies.filter((r) => r === 'OK').length)
+    expect(replies.every((r) => r === 'OK')).toBe(true)
+    expect(sink.lines).toHaveLength(20)
   })
 })

@@ -1,0 +1,255 @@
+import { open, unlink, type FileHandle } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { recoverDir, type RecoveredDir, type SpoolRecovery } from './spool-recovery.js'
+import { RECORD_FIELD_MAX, RECORD_HEADER_BYTES, decodeRecordHeader, readFully, writeCursor, type Segment } from './spool-segment.js'
+import { SegmentWriter } from './spool-writer.js'
+
+export type { SpoolRecovery } from './spool-recovery.js'
+
+export interface SpoolOptions {
+  /** Created if missing. One Spool per directory: a second open in this process throws. */
+  dir: string
+  /** Bytes of undelivered records (12-byte header + UTF-8 payload each, appends under way included). */
+  maxBytes: number
+  /** Roll to a new segment file once the next record would take the current one past this. */
+  segmentBytes?: number
+  /** Default true; false only for benchmarks (then nothing survives a machine crash). */
+  fsync?: boolean
+}
+
+export interface SpoolRecord {
+  /** Increases across segments and restarts; gaps appear where an append failed. */
+  id: number
+  text: string
+  lines: number
+}
+
+export class SpoolFullError extends Error {
+  override name = 'SpoolFullError'
+  constructor(
+    readonly recordBytes: number,
+    readonly usedBytes: number,
+    readonly maxBytes: number,
+  ) {
+    super(`spool full: ${usedBytes} + ${recordBytes} bytes would exceed ${maxBytes}`)
+  }
+}
+
+export class SpoolClosedError extends Error {
+  override name = 'SpoolClosedError'
+  constructor() {
+    super('spool is closed')
+  }
+}
+
+const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+
+/** Directories with an open Spool in this process: two writers on one spool would corrupt it. */
+const openDirs = new Set<string>()
+
+/**
+ * An append-only, checksummed on-disk queue of batches that the sink could not take.
+ * `append` resolves once the record is fsynced, sharing one write and one fdatasync among
+ * every append made meanwhile (group commit). A replayer reads the oldest record with
+ * `peek` and confirms delivery with `ack`, which moves a durable cursor and deletes
+ * segment files that are fully delivered. Memory holds one small entry per segment file,
+ * never payloads. `peek` and `ack` run one at a time, in call order.
+ */
+export class Spool {
+  readonly recovered: SpoolRecovery
+  private readonly segments: Segment[]
+  private readonly writer: SegmentWriter
+  private reader: { seg: Segment; fh: FileHandle } | undefined
+  private readonly undelivered: { records: number; lines: number; bytes: number }
+  /** The id of the last delivered record, as the cursor file has it. */
+  private delivered: number
+  private ops: Promise<unknown> = Promise.resolve()
+  private closing: Promise<void> | undefined
+  /** Size and lines of the record the last peek returned, so its ack needs no read. */
+  private peeked: { id: number; size: number; lines: number } | undefined
+  private readonly maxBytes: number
+  private readonly fsync: boolean
+
+  private constructor(
+    private readonly dir: string,
+    opts: SpoolOptions,
+    found: RecoveredDir,
+  ) {
+    this.maxBytes = opts.maxBytes
+    this.fsync = opts.fsync ?? true
+    this.recovered = found.recovered
+    this.segments = found.segments
+    this.delivered = found.delivered
+    const { records, lines, bytes } = found.recovered
+    this.undelivered = { records, lines, bytes }
+    this.writer = new SegmentWriter({
+      dir,
+      segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+      fsync: this.fsync,
+      nextId: found.nextId,
+      nextSeq: found.nextSeq,
+      onSegment: (seg) => this.segments.push(seg),
+      onCommit: (records, lines, bytes) => {
+        this.undelivered.records += records
+        this.undelivered.lines += lines
+        this.undelivered.bytes += bytes
+      },
+    })
+  }
+
+  static async open(opts: SpoolOptions): Promise<Spool> {
+    if (!(opts.maxBytes > 0)) throw new RangeError('spool: maxBytes must be positive')
+    if (opts.segmentBytes !== undefined && !(opts.segmentBytes > 0)) {
+      throw new RangeError('spool: segmentBytes must be positive')
+    }
+    const dir = resolve(opts.dir)
+    if (openDirs.has(dir)) throw new Error(`spool: ${dir} is already open in this process`)
+    openDirs.add(dir)
+    try {
+      return new Spool(dir, opts, await recoverDir(dir, opts.fsync ?? true))
+    } catch (err) {
+      openDirs.delete(dir)
+      throw err
+    }
+  }
+
+  /** Undelivered records on disk (appends still being written are not counted). */
+  get bytes(): number {
+    return this.undelivered.bytes
+  }
+  get lines(): number {
+    return this.undelivered.lines
+  }
+  get records(): number {
+    return this.undelivered.records
+  }
+  /**
+   * Appends accepted but not yet durable: not in `records`, not visible to `peek`. A peek
+   * that finds nothing while this is above 0 will find those records once they resolve.
+   */
+  get pending(): number {
+    return this.writer.pendingRecords
+  }
+  /** fdatasync calls made on segment files so far: far fewer than appends under load. */
+  get syncs(): number {
+    return this.writer.syncs
+  }
+  /** Segment files holding undelivered records (the size of the in-memory index). */
+  get segmentCount(): number {
+    return this.segments.length
+  }
+
+  /**
+   * Resolves with the record's id once it is durable. Rejects with SpoolFullError, writing
+   * nothing, when it would take the spool past maxBytes; with SpoolClosedError after close().
+   */
+  async append(text: string, lines: number): Promise<number> {
+    if (this.closing) throw new SpoolClosedError()
+    if (!Number.isInteger(lines) || lines < 0 || lines > RECORD_FIELD_MAX) throw new RangeError(`spool: bad line count ${lines}`)
+    const payload = Buffer.from(text, 'utf8')
+    if (payload.length > RECORD_FIELD_MAX) throw new RangeError(`spool: record of ${payload.length} bytes is too large`)
+    const size = RECORD_HEADER_BYTES + payload.length
+    const used = this.undelivered.bytes + this.writer.pendingBytes
+    if (used + size > this.maxBytes) throw new SpoolFullError(size, used, this.maxBytes)
+    return this.writer.append(payload, lines)
+  }
+
+  /** The oldest undelivered record, read from disk; undefined when everything is delivered. */
+  peek(): Promise<SpoolRecord | undefined> {
+    return this.serial(async () => {
+      const seg = await this.head()
+      if (!seg) return undefined
+      const fh = await this.readerFor(seg)
+      const head = await this.readHeader(seg)
+      const payload = Buffer.allocUnsafe(head.size - RECORD_HEADER_BYTES)
+      await readExactly(fh, payload, seg.readOffset + RECORD_HEADER_BYTES)
+      this.peeked = head
+      return { id: head.id, text: payload.toString('utf8'), lines: head.lines }
+    })
+  }
+
+  /**
+   * Record `id` was delivered. It must be the oldest undelivered record (RangeError
+   * otherwise, nothing changed); an id already delivered is a no-op. Resolves once the
+   * cursor is durable, then deletes segment files left fully delivered.
+   */
+  ack(id: number): Promise<void> {
+    return this.serial(async () => {
+      if (id <= this.delivered) return
+      const seg = await this.head()
+      const headId = seg && seg.firstId + seg.readIndex
+      if (!seg || id !== headId) throw new RangeError(`spool: ack(${id}) but the oldest undelivered record is ${headId ?? 'none'}`)
+      const { size, lines } = this.peeked?.id === id ? this.peeked : await this.readHeader(seg)
+      await writeCursor(this.dir, id, this.fsync)
+      this.delivered = id
+      this.peeked = undefined
+      seg.readIndex++
+      seg.readOffset += size
+      this.undelivered.records--
+      this.undelivered.lines -= lines
+      this.undelivered.bytes -= size
+      await this.head()
+    })
+  }
+
+  /** Waits for pending appends (they are written), then for peek/ack under way; later calls reject. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await this.writer.drain()
+        await this.ops
+        await this.writer.close()
+        await this.reader?.fh.close()
+        this.reader = undefined
+      } finally {
+        openDirs.delete(this.dir)
+      }
+    })()
+    return this.closing
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new SpoolClosedError())
+    const run = this.ops.then(fn)
+    this.ops = run.catch(() => {})
+    return run
+  }
+
+  /** The first segment with an undelivered record, deleting fully delivered ones before it. */
+  private async head(): Promise<Segment | undefined> {
+    for (let seg = this.segments[0]; seg; seg = this.segments[0]) {
+      if (seg.readIndex < seg.count) return seg
+      if (seg === this.writer.segment) return undefined
+      this.segments.shift()
+      if (this.reader?.seg === seg) {
+        await this.reader.fh.close()
+        this.reader = undefined
+      }
+      // A file that cannot be removed now is removed on the next open: the cursor says it is delivered.
+      await unlink(seg.path).catch(() => {})
+    }
+    return undefined
+  }
+
+  /** The id, size on disk and lines of the first undelivered record of `seg`. */
+  private async readHeader(seg: Segment): Promise<{ id: number; size: number; lines: number }> {
+    const header = Buffer.alloc(RECORD_HEADER_BYTES)
+    await readExactly(await this.readerFor(seg), header, seg.readOffset)
+    const { length, lines } = decodeRecordHeader(header)
+    return { id: seg.firstId + seg.readIndex, size: RECORD_HEADER_BYTES + length, lines }
+  }
+
+  private async readerFor(seg: Segment): Promise<FileHandle> {
+    if (this.reader?.seg === seg) return this.reader.fh
+    await this.reader?.fh.close()
+    this.reader = undefined
+    const fh = await open(seg.path, 'r')
+    this.reader = { seg, fh }
+    return fh
+  }
+}
+
+async function readExactly(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
+  const got = await readFully(fh, buf, buf.length, pos)
+  if (got !== buf.length) throw new Error(`spool: segment ends early at ${pos + got}`)
+}
