@@ -89,8 +89,11 @@ export class SegmentWriter {
     await null
     try {
       while (this.queue.length > 0) {
-        const batch = this.queue
-        this.queue = []
+        const cap = Number(process.env.CAP ?? Infinity)
+        let n = 0
+        let b = 0
+        while (n < this.queue.length && (n === 0 || b + this.queue[n]!.size <= cap)) b += this.queue[n++]!.size
+        const batch = this.queue.splice(0, n)
         await this.writeBatch(batch)
       }
     } finally {

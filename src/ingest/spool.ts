@@ -1,7 +1,8 @@
-import { open, unlink, type FileHandle } from 'node:fs/promises'
+import { unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
+import { SegmentReader } from './spool-reader.js'
 import { recoverDir, type RecoveredDir, type SpoolRecovery } from './spool-recovery.js'
-import { RECORD_FIELD_MAX, RECORD_HEADER_BYTES, decodeRecordHeader, readFully, writeCursor, type Segment } from './spool-segment.js'
+import { RECORD_FIELD_MAX, RECORD_HEADER_BYTES, writeCursor, type Segment } from './spool-segment.js'
 import { SegmentWriter } from './spool-writer.js'
 
 export type { SpoolRecovery } from './spool-recovery.js'
@@ -59,14 +60,14 @@ export class Spool {
   readonly recovered: SpoolRecovery
   private readonly segments: Segment[]
   private readonly writer: SegmentWriter
-  private reader: { seg: Segment; fh: FileHandle } | undefined
+  private readonly reader = new SegmentReader()
   private readonly undelivered: { records: number; lines: number; bytes: number }
   /** The id of the last delivered record, as the cursor file has it. */
   private delivered: number
   private ops: Promise<unknown> = Promise.resolve()
   private closing: Promise<void> | undefined
-  /** Size and lines of the record the last peek returned, so its ack needs no read. */
-  private peeked: { id: number; size: number; lines: number } | undefined
+  /** Size and lines of the records the last peek returned, so acking them needs no reads. */
+  private peeked: Array<{ id: number; size: number; lines: number }> = []
   private readonly maxBytes: number
   private readonly fsync: boolean
 
@@ -155,16 +156,36 @@ export class Spool {
   }
 
   /** The oldest undelivered record, read from disk; undefined when everything is delivered. */
-  peek(): Promise<SpoolRecord | undefined> {
+  async peek(): Promise<SpoolRecord | undefined> {
+    return (await this.peekMany(1))[0]
+  }
+
+  /**
+   * Up to `maxRecords` of the oldest undelivered records, oldest first, stopping before
+   * their payloads pass `maxBytes` (the first record comes whatever its size). For a
+   * replayer that writes several records to the sink at once, then calls `ackThrough`
+   * once: one cursor write for all of them instead of one each.
+   */
+  peekMany(maxRecords: number, maxBytes = Infinity): Promise<SpoolRecord[]> {
     return this.serial(async () => {
-      const seg = await this.head()
-      if (!seg) return undefined
-      const fh = await this.readerFor(seg)
-      const head = await this.readHeader(seg)
-      const payload = Buffer.allocUnsafe(head.size - RECORD_HEADER_BYTES)
-      await readExactly(fh, payload, seg.readOffset + RECORD_HEADER_BYTES)
-      this.peeked = head
-      return { id: head.id, text: payload.toString('utf8'), lines: head.lines }
+      const out: SpoolRecord[] = []
+      let bytes = 0
+      this.peeked = []
+      await this.head()
+      for (const seg of this.segments) {
+        for (let index = seg.readIndex, offset = seg.readOffset; index < seg.count; index++) {
+          if (out.length >= maxRecords) return out
+          const { size, lines } = await this.reader.header(seg, offset)
+          if (out.length > 0 && bytes + size - RECORD_HEADER_BYTES > maxBytes) return out
+          const payload = await this.reader.payload(seg, offset, size)
+          const id = seg.firstId + index
+          out.push({ id, text: payload.toString('utf8'), lines })
+          this.peeked.push({ id, size, lines })
+          bytes += payload.length
+          offset += size
+        }
+      }
+      return out
     })
   }
 
@@ -174,20 +195,54 @@ export class Spool {
    * cursor is durable, then deletes segment files left fully delivered.
    */
   ack(id: number): Promise<void> {
+    return this.deliverThrough(id, true)
+  }
+
+  /** Every record up to and including `id` was delivered (one cursor write for all); otherwise as `ack`. */
+  ackThrough(id: number): Promise<void> {
+    return this.deliverThrough(id, false)
+  }
+
+  private deliverThrough(id: number, oldestOnly: boolean): Promise<void> {
     return this.serial(async () => {
       if (id <= this.delivered) return
-      const seg = await this.head()
-      const headId = seg && seg.firstId + seg.readIndex
-      if (!seg || id !== headId) throw new RangeError(`spool: ack(${id}) but the oldest undelivered record is ${headId ?? 'none'}`)
-      const { size, lines } = this.peeked?.id === id ? this.peeked : await this.readHeader(seg)
+      // Work out where every segment's read position moves before changing anything, so a
+      // refused ack or a failed cursor write leaves the spool as it was.
+      const moves: Array<{ seg: Segment; index: number; offset: number }> = []
+      const done = { records: 0, lines: 0, bytes: 0 }
+      let found = false
+      const head = await this.head()
+      for (const seg of this.segments) {
+        const move = { seg, index: seg.readIndex, offset: seg.readOffset }
+        while (!found && move.index < seg.count) {
+          const recId = seg.firstId + move.index
+          if (recId > id || (oldestOnly && done.records > 0)) break
+          const cached = this.peeked[done.records]
+          const { size, lines } = cached?.id === recId ? cached : await this.reader.header(seg, move.offset)
+          move.index++
+          move.offset += size
+          done.records++
+          done.lines += lines
+          done.bytes += size
+          found = recId === id
+        }
+        moves.push(move)
+        if (found || move.index < seg.count) break
+      }
+      if (!found) {
+        const oldest = head && head.firstId + head.readIndex
+        throw new RangeError(`spool: ack(${id}) but the oldest undelivered record is ${oldest ?? 'none'}`)
+      }
       await writeCursor(this.dir, id, this.fsync)
       this.delivered = id
-      this.peeked = undefined
-      seg.readIndex++
-      seg.readOffset += size
-      this.undelivered.records--
-      this.undelivered.lines -= lines
-      this.undelivered.bytes -= size
+      this.peeked = []
+      for (const { seg, index, offset } of moves) {
+        seg.readIndex = index
+        seg.readOffset = offset
+      }
+      this.undelivered.records -= done.records
+      this.undelivered.lines -= done.lines
+      this.undelivered.bytes -= done.bytes
       await this.head()
     })
   }
@@ -199,8 +254,7 @@ export class Spool {
         await this.writer.drain()
         await this.ops
         await this.writer.close()
-        await this.reader?.fh.close()
-        this.reader = undefined
+        await this.reader.close()
       } finally {
         openDirs.delete(this.dir)
       }
@@ -221,35 +275,10 @@ export class Spool {
       if (seg.readIndex < seg.count) return seg
       if (seg === this.writer.segment) return undefined
       this.segments.shift()
-      if (this.reader?.seg === seg) {
-        await this.reader.fh.close()
-        this.reader = undefined
-      }
+      await this.reader.forget(seg)
       // A file that cannot be removed now is removed on the next open: the cursor says it is delivered.
       await unlink(seg.path).catch(() => {})
     }
     return undefined
   }
-
-  /** The id, size on disk and lines of the first undelivered record of `seg`. */
-  private async readHeader(seg: Segment): Promise<{ id: number; size: number; lines: number }> {
-    const header = Buffer.alloc(RECORD_HEADER_BYTES)
-    await readExactly(await this.readerFor(seg), header, seg.readOffset)
-    const { length, lines } = decodeRecordHeader(header)
-    return { id: seg.firstId + seg.readIndex, size: RECORD_HEADER_BYTES + length, lines }
-  }
-
-  private async readerFor(seg: Segment): Promise<FileHandle> {
-    if (this.reader?.seg === seg) return this.reader.fh
-    await this.reader?.fh.close()
-    this.reader = undefined
-    const fh = await open(seg.path, 'r')
-    this.reader = { seg, fh }
-    return fh
-  }
-}
-
-async function readExactly(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
-  const got = await readFully(fh, buf, buf.length, pos)
-  if (got !== buf.length) throw new Error(`spool: segment ends early at ${pos + got}`)
 }

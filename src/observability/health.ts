@@ -41,10 +41,15 @@ export default fp(
     app.get(`${p}/healthz`, { schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({
       status: 'ok' as const,
     }))
+    // Writes failing (batches going to the spool) is down, even if the sink answers a ping.
+    const sinkProbe = async () => {
+      if (app.sink.mode === 'spooling') throw new Error('sink writes are failing: batches go to the spool')
+      await app.sink.ping()
+    }
     app.get(`${p}/readyz`, { schema: { response: { 200: readySchema, 503: readySchema } } }, async (_req, reply) => {
       const [database, sink] = await Promise.all([
         check('database', () => app.db.ping(), { engine: app.db.engine }),
-        check('sink', () => app.sink.ping(), {
+        check('sink', sinkProbe, {
           name: app.sink.name,
           mode: app.sink.mode,
           pending_lines: app.batcher.pendingLines,

@@ -12,7 +12,7 @@ describe('the gateway process on embedded defaults', () => {
     dataDir = await mkdtemp(join(tmpdir(), 'mc-e2e-'))
   })
   afterAll(async () => {
-    await rm(dataDir, { recursive: true, force: true })
+    await rm(dataDir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 })
   })
 
   it('starts with no configuration, keeps streamed data across a restart, and stops on SIGTERM', async () => {
@@ -85,7 +85,7 @@ describe('the gateway process on embedded defaults', () => {
         expect((await second.stop()).code).toBe(0)
       }
     } finally {
-      await rm(dir, { recursive: true, force: true })
+      await rm(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 })
     }
   }, 60_000)
 

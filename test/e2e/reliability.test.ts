@@ -42,7 +42,7 @@ describe('reliability of the ingest path', () => {
   afterEach(async () => {
     for (const g of gateways) await g.stop('SIGKILL')
     await influx.close()
-    await rm(dataDir, { recursive: true, force: true })
+    await rm(dataDir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 })
   })
 
   const start = async (env: Record<string, string> = {}) => {
@@ -184,4 +184,42 @@ describe('reliability of the ingest path', () => {
     expect(influx.lines.map(idOf).sort((a, b) => a - b)).toEqual([...Array(19).keys()])
     expect(again.output.some((l) => l.includes('torn'))).toBe(true)
   }, 120_000)
+
+  it('SIGTERM waits for what it owes; a second signal exits at once', async () => {
+    influx.setMode('hang')
+    const g = await start({ SINK_TIMEOUT_MS: '60000' })
+    const c = await connect(g)
+    c.send('rel,i=1 v=1 2')
+    await until(() => influx.writes.length > 0, 10_000, 'the write to reach the sink')
+    g.child.kill('SIGTERM')
+    // The batch is still under way: the process must not have exited.
+    await new Promise((r) => setTimeout(r, 500))
+    expect(g.child.exitCode).toBeNull()
+    g.child.kill('SIGTERM')
+    const exit = await g.exited
+    expect(exit.code).toBe(1)
+    expect(g.output.some((l) => l.includes('second SIGTERM'))).toBe(true)
+  }, 60_000)
+
+  it('/readyz and /metrics show the sink down and the spool growing while it is down', async () => {
+    influx.setMode('status503')
+    const g = await start()
+    const c = await connect(g)
+    for (let i = 0; i < 10; i++) c.send(`rel,i=${i} v=${i} ${i + 1}`)
+    await c.waitForCount(11)
+    const ready = await fetch(`http://127.0.0.1:${g.httpPort}/readyz`)
+    expect(ready.status).toBe(503)
+    const body = (await ready.json()) as { components: { sink: Record<string, unknown> } }
+    expect(body.components.sink).toMatchObject({ status: 'down', mode: 'spooling', spool_lines: 10 })
+    const metrics = await (await fetch(`http://127.0.0.1:${g.httpPort}/metrics`)).text()
+    expect(metrics).toMatch(/^mc_spool_lines 10$/m)
+    expect(metrics).toMatch(/^mc_spooling 1$/m)
+    influx.setMode('ok')
+    await until(() => influx.lines.length === 10, 15_000, 'the spool to drain')
+    const after = await (await fetch(`http://127.0.0.1:${g.httpPort}/metrics`)).text()
+    expect(after).toMatch(/^mc_spool_lines 0$/m)
+    expect(after).toMatch(/^mc_spool_replayed_lines_total 10$/m)
+    expect((await fetch(`http://127.0.0.1:${g.httpPort}/readyz`)).status).toBe(200)
+    c.close()
+  }, 60_000)
 })

@@ -70,7 +70,7 @@ export async function startTestApp(
     dataDir,
     async close() {
       await app.close()
-      await rm(dataDir, { recursive: true, force: true })
+      await rm(dataDir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 })
     },
   }
 }

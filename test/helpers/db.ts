@@ -35,7 +35,7 @@ const embedded: Engine = {
       url: undefined,
       async drop() {
         await db.close()
-        await rm(dataDir, { recursive: true, force: true })
+        await rm(dataDir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 })
       },
     }
   },
