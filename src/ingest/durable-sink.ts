@@ -9,6 +9,9 @@ export interface DurableSinkOptions {
   /** Replay backoff while the sink keeps failing: doubles from min to max, with jitter. */
   retryMinMs: number
   retryMaxMs: number
+  /** One replay write takes up to this many spooled records and bytes (joined). */
+  replayMaxRecords: number
+  replayMaxBytes: number
   /** Called for each record the replayer delivered or had to drop. */
   onReplay?: (outcome: { lines: number; delivered: boolean }) => void
 }
@@ -95,14 +98,17 @@ export class DurableSink implements Sink {
     const { spool, sink, log } = this.opts
     let delayMs = this.opts.retryMinMs
     while (!this.closed) {
-      const record = await spool.peek()
-      if (record === undefined) {
+      // Several records per sink write: one fsync'd cursor update per write, not per record.
+      const records = await spool.peekMany(this.opts.replayMaxRecords, this.opts.replayMaxBytes)
+      const last = records.at(-1)
+      if (last === undefined) {
         if (this.spooling) log.info({}, 'spool drained: writing to the sink directly again')
         this.spooling = false
         return
       }
+      const lines = records.reduce((n, r) => n + r.lines, 0)
       try {
-        await sink.write(record.text, record.lines)
+        await sink.write(records.length === 1 ? last.text : records.map((r) => r.text).join(''), lines)
       } catch (err) {
         const e = asSinkError(err)
         if (e.transient) {
@@ -111,13 +117,15 @@ export class DurableSink implements Sink {
           continue
         }
         // The sink refuses these lines for good: retrying would block every later batch.
-        log.error({ err: e, lines: record.lines, refused: e.rejected?.slice(0, 10) }, 'spooled batch refused by the sink')
-        this.opts.onReplay?.({ lines: record.lines, delivered: false })
-        await spool.ack(record.id)
+        // (In a partial write the other lines of these records were stored.)
+        log.error({ err: e, lines, refused: e.rejected?.slice(0, 10) }, 'spooled lines refused by the sink')
+        this.opts.onReplay?.({ lines: e.rejected?.length ?? lines, delivered: false })
+        if (e.rejected !== undefined) this.opts.onReplay?.({ lines: lines - e.rejected.length, delivered: true })
+        await spool.ackThrough(last.id)
         continue
       }
-      await spool.ack(record.id)
-      this.opts.onReplay?.({ lines: record.lines, delivered: true })
+      await spool.ackThrough(last.id)
+      this.opts.onReplay?.({ lines, delivered: true })
       delayMs = this.opts.retryMinMs
     }
   }

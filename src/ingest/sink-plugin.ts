@@ -41,7 +41,7 @@ export default fp(
       segmentBytes: config.spool.segmentBytes,
     })
     if (spool.recovered.tornBytes > 0) {
-      app.log.warn({ torn_bytes: spool.recovered.tornBytes }, 'spool: dropped a torn last record (never acknowledged)')
+      app.log.warn({ torn_bytes: spool.recovered.tornBytes }, 'spool: cut off torn or corrupt bytes found at start-up')
     }
     const durable = new DurableSink({
       sink,
@@ -49,6 +49,9 @@ export default fp(
       log: app.log.child({ component: 'spool' }),
       retryMinMs: config.spool.retryMinMs,
       retryMaxMs: config.spool.retryMaxMs,
+      // A replay write is as large as a batch may be.
+      replayMaxRecords: config.batch.maxLines,
+      replayMaxBytes: config.batch.maxBytes,
       onReplay: ({ lines, delivered }) => (delivered ? m.spoolReplayedLines.inc(lines) : m.linesRefusedBySink.inc(lines)),
     })
     m.trackSpool(durable)

@@ -14,6 +14,8 @@ import {
 export interface SegmentWriterOptions {
   dir: string
   segmentBytes: number
+  /** One write + sync takes queued appends up to this many bytes (at least one). */
+  groupCommitBytes: number
   fsync: boolean
   /** The id of the next record and the sequence number of the next segment file. */
   nextId: number
@@ -89,16 +91,21 @@ export class SegmentWriter {
     await null
     try {
       while (this.queue.length > 0) {
-        const cap = Number(process.env.CAP ?? Infinity)
-        let n = 0
-        let b = 0
-        while (n < this.queue.length && (n === 0 || b + this.queue[n]!.size <= cap)) b += this.queue[n++]!.size
-        const batch = this.queue.splice(0, n)
-        await this.writeBatch(batch)
+        await this.writeBatch(this.takeBatch())
       }
     } finally {
       this.flushing = undefined
     }
+  }
+
+  /** The oldest queued appends, up to groupCommitBytes (at least one). */
+  private takeBatch(): PendingAppend[] {
+    let n = 0
+    let bytes = 0
+    while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.size <= this.opts.groupCommitBytes)) {
+      bytes += this.queue[n++]!.size
+    }
+    return this.queue.splice(0, n)
   }
 
   /** Settles every append of the batch; never rejects. */

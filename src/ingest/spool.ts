@@ -14,6 +14,12 @@ export interface SpoolOptions {
   maxBytes: number
   /** Roll to a new segment file once the next record would take the current one past this. */
   segmentBytes?: number
+  /**
+   * One group-commit write takes queued appends up to this many bytes, then syncs
+   * (default 1 MiB). Measured: 1 MB appends from 64 writers reached ~2x the MB/s with
+   * 1 MiB writes than with one 30 MB write per sync; 10 KB appends were unaffected.
+   */
+  groupCommitBytes?: number
   /** Default true; false only for benchmarks (then nothing survives a machine crash). */
   fsync?: boolean
 }
@@ -44,6 +50,7 @@ export class SpoolClosedError extends Error {
 }
 
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+const DEFAULT_GROUP_COMMIT_BYTES = 1024 * 1024
 
 /** Directories with an open Spool in this process: two writers on one spool would corrupt it. */
 const openDirs = new Set<string>()
@@ -52,9 +59,10 @@ const openDirs = new Set<string>()
  * An append-only, checksummed on-disk queue of batches that the sink could not take.
  * `append` resolves once the record is fsynced, sharing one write and one fdatasync among
  * every append made meanwhile (group commit). A replayer reads the oldest record with
- * `peek` and confirms delivery with `ack`, which moves a durable cursor and deletes
- * segment files that are fully delivered. Memory holds one small entry per segment file,
- * never payloads. `peek` and `ack` run one at a time, in call order.
+ * `peek` (or several with `peekMany`) and confirms delivery with `ack` (`ackThrough`),
+ * which moves a durable cursor and deletes segment files that are fully delivered.
+ * Memory holds one small entry per segment file, never payloads. Reads and acks run one
+ * at a time, in call order; appends go on meanwhile. Format: spool-segment.ts.
  */
 export class Spool {
   readonly recovered: SpoolRecovery
@@ -86,6 +94,7 @@ export class Spool {
     this.writer = new SegmentWriter({
       dir,
       segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+      groupCommitBytes: opts.groupCommitBytes ?? DEFAULT_GROUP_COMMIT_BYTES,
       fsync: this.fsync,
       nextId: found.nextId,
       nextSeq: found.nextSeq,
@@ -100,8 +109,9 @@ export class Spool {
 
   static async open(opts: SpoolOptions): Promise<Spool> {
     if (!(opts.maxBytes > 0)) throw new RangeError('spool: maxBytes must be positive')
-    if (opts.segmentBytes !== undefined && !(opts.segmentBytes > 0)) {
-      throw new RangeError('spool: segmentBytes must be positive')
+    for (const key of ['segmentBytes', 'groupCommitBytes'] as const) {
+      const value = opts[key]
+      if (value !== undefined && !(value > 0)) throw new RangeError(`spool: ${key} must be positive`)
     }
     const dir = resolve(opts.dir)
     if (openDirs.has(dir)) throw new Error(`spool: ${dir} is already open in this process`)
