@@ -1,18 +1,12 @@
 import type { FastifyRequest } from 'fastify'
 import { forbidden, unauthorized } from '../errors.js'
-import { isApiToken, type ApiTokenService } from './api-tokens.js'
+import { isApiToken, type ApiTokenOwner, type ApiTokenService } from './api-tokens.js'
 import { bearerToken } from './plugin.js'
 import { isRole, roleAtLeast, type Role, type Scope } from './roles.js'
 import { TokenError, type TokenService } from './tokens.js'
 
 /** A user acting through an access token, or through one of their API tokens. */
-export interface UserPrincipal {
-  id: string
-  username: string
-  email: string
-  role: Role
-  org: string
-  org_id: string
+export interface UserPrincipal extends ApiTokenOwner {
   via: 'access' | 'api_token'
   /** Set when `via` is `api_token`. */
   apiTokenId?: string

@@ -125,6 +125,19 @@ export function makeTagging(tags: ReadonlyArray<readonly [key: string, value: st
   return Object.freeze({ suffix, rawKeys: Object.freeze(rawKeys) })
 }
 
+const INT64_MAX_DIGITS = '9223372036854775807'
+
+/** Digits only, no leading zero, within int64 (strings of equal length compare as numbers). */
+function isPlainInt64(s: string): boolean {
+  const n = s.length
+  if (n === 0 || n > 19 || (n > 1 && s.charCodeAt(0) === 0x30)) return false
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x30 || c > 0x39) return false
+  }
+  return n < 19 || s <= INT64_MAX_DIGITS
+}
+
 let lastDefault = ''
 let lastZeros = -1
 let lastDefaultTs = ''
@@ -132,6 +145,8 @@ let lastDefaultTs = ''
 /** defaultTimeNs validated and truncated (floored) to the precision; cached per frame. */
 function defaultTimestamp(defaultTimeNs: string, zeros: number): string {
   if (defaultTimeNs === lastDefault && zeros === lastZeros) return lastDefaultTs
+  // The common case, a new receive time every frame at ns precision: no BigInt needed.
+  if (zeros === 0 && isPlainInt64(defaultTimeNs)) return defaultTimeNs
   if (!/^-?\d{1,19}$/.test(defaultTimeNs)) throw new TypeError(`invalid default time ${JSON.stringify(defaultTimeNs)}`)
   let t = BigInt(defaultTimeNs)
   if (zeros > 0) {

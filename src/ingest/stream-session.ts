@@ -19,6 +19,9 @@ export interface FrameSocket {
   close(code: number, reason?: string): void
   pause(): void
   resume(): void
+  /** Hold writes until uncork(): replies sent in one burst leave in one system call. */
+  cork?(): void
+  uncork?(): void
 }
 
 export interface StreamSessionDeps {
@@ -43,6 +46,8 @@ export const CLOSE_AUTH_TIMEOUT = 4408
 export const CLOSE_GOING_AWAY = 1001
 
 const AUTH_PREFIX = '$AUTH '
+// Sent replies are dropped from the front of the queue once this many have piled up.
+const COMPACT_AT = 1024
 // setTimeout's longest delay; a longer wait is re-armed when it fires.
 const MAX_TIMER_MS = 2_147_483_647
 
@@ -54,10 +59,12 @@ const MAX_TIMER_MS = 2_147_483_647
 export class StreamSession {
   private identity: StreamIdentity | undefined
   private state: 'auth' | 'open' | 'closing' | 'closed' = 'auth'
-  /** Replies in frame order; `undefined` while a frame's fate is unknown. */
+  /** Replies in frame order from index `head`; `undefined` while a frame's fate is unknown. */
   private replies: Array<string | undefined> = []
-  /** Index of replies[0] in the connection's whole reply sequence. */
+  private head = 0
+  /** Reply-sequence number of replies[0]. */
   private replyBase = 0
+  private corked = false
   private authTimer: NodeJS.Timeout | undefined
   private expiryTimer: NodeJS.Timeout | undefined
   /** Frames that arrived while an asynchronous authentication was under way. */
@@ -227,7 +234,7 @@ export class StreamSession {
 
   private reserve(): number {
     this.replies.push(undefined)
-    if (!this.paused && this.replies.length >= this.deps.maxPendingFrames) {
+    if (!this.paused && this.owed() >= this.deps.maxPendingFrames) {
       // Backpressure: stop reading this socket until its replies catch up.
       this.paused = true
       this.socket.pause()
@@ -235,25 +242,53 @@ export class StreamSession {
     return this.replyBase + this.replies.length - 1
   }
 
+  /** Replies not sent yet. */
+  private owed(): number {
+    return this.replies.length - this.head
+  }
+
   private answer(slot: number, reply: string): void {
     if (this.state === 'closed') return
     this.replies[slot - this.replyBase] = reply
-    let sent = 0
-    while (sent < this.replies.length && this.replies[sent] !== undefined) {
-      this.socket.send(this.replies[sent] as string)
-      sent++
+    const replies = this.replies
+    let head = this.head
+    if (head < replies.length && replies[head] !== undefined) {
+      this.cork()
+      do {
+        this.socket.send(replies[head] as string)
+        head++
+      } while (head < replies.length && replies[head] !== undefined)
+      if (head === replies.length) {
+        this.replyBase += head
+        this.replies = []
+        head = 0
+      } else if (head >= COMPACT_AT) {
+        this.replies = replies.slice(head)
+        this.replyBase += head
+        head = 0
+      }
+      this.head = head
     }
-    if (sent > 0) {
-      this.replies = sent === this.replies.length ? [] : this.replies.slice(sent)
-      this.replyBase += sent
-    }
-    if (this.paused && this.replies.length < this.deps.maxPendingFrames / 2) {
+    if (this.paused && this.owed() < this.deps.maxPendingFrames / 2) {
       this.paused = false
       this.socket.resume()
     }
-    if (this.closeAfterReplies !== undefined && this.replies.length === 0) {
+    if (this.closeAfterReplies !== undefined && this.owed() === 0) {
       this.close(this.closeAfterReplies.code, this.closeAfterReplies.reason)
     }
+  }
+
+  /** Replies answered in one burst (a batch acknowledges many frames) go out together. */
+  private cork(): void {
+    if (this.corked || this.socket.cork === undefined) return
+    this.corked = true
+    this.socket.cork()
+    process.nextTick(this.uncork)
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false
+    this.socket.uncork?.()
   }
 
   private closeWhenAnswered(code: number, reason: string): void {
@@ -264,7 +299,7 @@ export class StreamSession {
       this.socket.resume()
     }
     this.closeAfterReplies = { code, reason }
-    if (this.replies.length === 0) this.close(code, reason)
+    if (this.owed() === 0) this.close(code, reason)
   }
 
   private close(code: number, reason: string): void {
