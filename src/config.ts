@@ -34,6 +34,7 @@ const envSchema = z
     INFLUXDB_URL: optionalString.pipe(z.url().optional()),
     INFLUXDB_TOKEN: optionalString,
     INFLUXDB_DATABASE: optionalString,
+    INFLUXDB_GZIP: bool.default(true),
     NATS_URL: optionalString,
     MQTT_PORT: port.default(1883),
     MQTT_ENABLED: bool.default(true),
@@ -99,7 +100,8 @@ export interface Config {
   jwtSecret: string | undefined
   dataDir: string
   databaseUrl: string | undefined
-  influx: { url: string; token: string | undefined; database: string } | undefined
+  /** `gzip`: compress write bodies (worth it over a network; CPU spent for nothing on one host). */
+  influx: { url: string; token: string | undefined; database: string; gzip: boolean } | undefined
   natsUrl: string | undefined
   mqtt: { enabled: boolean; port: number }
   /** `undefined` = any origin. */
@@ -165,7 +167,7 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
     influx:
       e.INFLUXDB_URL === undefined
         ? undefined
-        : { url: e.INFLUXDB_URL, token: e.INFLUXDB_TOKEN, database: e.INFLUXDB_DATABASE ?? '' },
+        : { url: e.INFLUXDB_URL, token: e.INFLUXDB_TOKEN, database: e.INFLUXDB_DATABASE ?? '', gzip: e.INFLUXDB_GZIP },
     natsUrl: e.NATS_URL,
     mqtt: { enabled: e.MQTT_ENABLED, port: e.MQTT_PORT },
     allowedOrigins: origins === undefined || origins.includes('*') ? undefined : origins,

@@ -5,31 +5,33 @@ export interface InfluxSinkOptions {
   url: string
   token: string | undefined
   database: string
+  gzip: boolean
   timeoutMs: number
 }
 
-// Bodies above this many bytes are sent gzipped; a batch is usually far larger.
+// Bodies above this many bytes are sent gzipped (when gzip is on); a batch is usually far larger.
 const GZIP_THRESHOLD_BYTES = 1000
 
 // The client prints every failed write to the console; the batcher logs them once, with context.
 setLogger({ error() {}, warn() {} })
 
-/** InfluxDB 3 through the official client, precision pinned to ns, gzip on. */
+/** InfluxDB 3 through the official client, precision pinned to ns, gzip on unless turned off. */
 export function createInfluxSink(opts: InfluxSinkOptions): Sink {
+  const gzipThreshold = opts.gzip ? GZIP_THRESHOLD_BYTES : Number.MAX_SAFE_INTEGER
   const client = new InfluxDBClient({
     host: opts.url,
     // An empty token sends no Authorization header (a server started without auth).
     token: opts.token ?? '',
     database: opts.database,
     writeTimeout: opts.timeoutMs,
-    writeOptions: { precision: 'ns', gzipThreshold: GZIP_THRESHOLD_BYTES },
+    writeOptions: { precision: 'ns', gzipThreshold },
   })
   const base = opts.url.replace(/\/+$/, '')
   return {
     name: 'influxdb',
     async write(text) {
       try {
-        await client.write(text, opts.database, undefined, { precision: 'ns', gzipThreshold: GZIP_THRESHOLD_BYTES })
+        await client.write(text, opts.database, undefined, { precision: 'ns', gzipThreshold })
       } catch (err) {
         throw classifyInfluxError(err)
       }

@@ -83,6 +83,22 @@ describe('/time-series into an InfluxDB 3 write API (the real client against a s
     c.close()
   })
 
+  it('sends plain bodies with INFLUXDB_GZIP=false', async () => {
+    const plain = await startTestApp({ INFLUXDB_URL: influx.url, INFLUXDB_DATABASE: 'telemetry', INFLUXDB_TOKEN: 'influx-token', INFLUXDB_GZIP: 'false' })
+    try {
+      influx.reset()
+      const c = await authed(plain)
+      c.send(Array.from({ length: 50 }, (_, i) => `plain,i=${i} v=${i} ${i + 1}`).join('\n'))
+      expect(await c.next()).toBe('OK')
+      expect(influx.writes.length).toBeGreaterThan(0)
+      expect(influx.writes.every((w) => !w.gzip)).toBe(true)
+      expect(influx.lines).toHaveLength(50)
+      c.close()
+    } finally {
+      await plain.close()
+    }
+  })
+
   it('answers ERR rejected when the sink refuses the data itself (a field type conflict)', async () => {
     influx.reset()
     const c = await authed(t)
