@@ -1,158 +1,49 @@
 /**
- * What every benchmark scenario needs: child processes (the gateway, sinks, load
- * generators), their CPU time and peak RSS from /proc, and the result rows.
+ * What every benchmark scenario needs: the result rows, the load generators as
+ * processes, fresh gateways with their CPU and memory over a load, and the retry of a
+ * measurement that shared the CPU with someone else's processes.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import jwt from 'jsonwebtoken'
+import { cpuSnapshot, otherCpuPercent, procStats, type ProcStats } from './machine.js'
+import { runToEnd, SECRET, startGateway, type Gateway, type Proc } from './procs.js'
 
-export const ROOT = fileURLToPath(new URL('../', import.meta.url))
-export const SECRET = 'bench-secret-bench-secret-bench-secret-0001'
-const CLOCK_TICKS_PER_S = 100 // Linux USER_HZ
+export { cpuSnapshot, fdLimitOf, otherCpuPercent, procStats, type CpuSnapshot, type ProcStats } from './machine.js'
+export { cleanup, ROOT, SECRET, startGateway, startProc, stopAll, track, trackDir, type Gateway, type Proc } from './procs.js'
 
 export interface Row {
   scenario: string
   variant: string
-  lines_per_s: number
-  frames_per_s: number
+  /** null for rows that measure no throughput (idle connections, an endpoint not there). */
+  lines_per_s: number | null
+  frames_per_s: number | null
   p50_ms: number | null
   p99_ms: number | null
   gateway_cpu_s: number | null
   gateway_peak_rss_mb: number | null
   errors: number
+  /**
+   * CPU that processes outside the benchmark used during the load, in % of the machine
+   * (all cores); above OTHER_CPU_WARN_PERCENT the row is flagged as not comparable.
+   */
+  other_cpu_pct: number | null
   /** Variant this row is compared with, and the ratio of lines/s to it. */
   baseline?: string
   ratio?: number
   note?: string
+  /** Scenario-specific figures (target rate, RSS per connection, sink row counts...). */
+  extra?: Record<string, unknown>
 }
 
 export interface Ctx {
   durationMs: number
   warmupMs: number
   quick: boolean
+  /** Idle connections for the idle scenario. */
+  idleConnections: number
+  /** Write a V8 CPU profile of every gateway run into bench/results/cpu-prof/. */
+  cpuProf: boolean
   rows: Row[]
   log(msg: string): void
-}
-
-const children = new Set<ChildProcess>()
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL')
-})
-
-export interface Proc {
-  child: ChildProcess
-  /** The first JSON line the process printed. */
-  hello: Record<string, unknown>
-  /** Lines printed after the first. */
-  lines: string[]
-  stop(): Promise<void>
-}
-
-/** Starts a process and waits for the first JSON line on its stdout. */
-export function startProc(args: string[], env: Record<string, string> = {}, matcher = (_: Record<string, unknown>) => true): Promise<Proc> {
-  const child = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  children.add(child)
-  const lines: string[] = []
-  let stderr = ''
-  child.stderr?.setEncoding('utf8').on('data', (c: string) => {
-    stderr = (stderr + c).slice(-4000)
-  })
-  return new Promise((resolve, reject) => {
-    let hello: Record<string, unknown> | undefined
-    let buf = ''
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not start: ${stderr}`)), 60_000)
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buf += chunk
-      let nl: number
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        if (hello === undefined) {
-          try {
-            const parsed = JSON.parse(line) as Record<string, unknown>
-            if (!matcher(parsed)) continue
-            hello = parsed
-            clearTimeout(timer)
-            resolve({
-              child,
-              hello,
-              lines,
-              stop: () =>
-                new Promise<void>((r) => {
-                  if (child.exitCode !== null || child.signalCode !== null) return r()
-                  child.once('exit', () => r())
-                  child.kill('SIGTERM')
-                  setTimeout(() => child.kill('SIGKILL'), 10_000).unref()
-                }),
-            })
-          } catch {
-            // not JSON yet
-          }
-        } else {
-          lines.push(line)
-        }
-      }
-    })
-    child.once('exit', (code) => {
-      children.delete(child)
-      if (hello === undefined) {
-        clearTimeout(timer)
-        reject(new Error(`${args.join(' ')} exited ${code}: ${stderr}`))
-      }
-    })
-  })
-}
-
-/** /proc figures of a process: CPU seconds (user+system) and peak RSS in MB. */
-export function procStats(pid: number): { cpuS: number; peakRssMb: number; rssMb: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  const cpuS = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0)
-  return { cpuS, peakRssMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 }
-}
-
-export interface Gateway extends Proc {
-  port: number
-  pid: number
-}
-
-/** The built gateway (dist/main.js) as its own process, on a fresh data dir. */
-export async function startGateway(env: Record<string, string>): Promise<Gateway> {
-  const { mkdtempSync } = await import('node:fs')
-  const { tmpdir } = await import('node:os')
-  const { join } = await import('node:path')
-  const dataDir = mkdtempSync(join(tmpdir(), 'mc-bench-'))
-  const proc = await startProc(
-    ['dist/main.js'],
-    {
-      SERVER_HOST: '127.0.0.1',
-      SERVER_PORT: '0',
-      MQTT_PORT: '0',
-      DATA_DIR: dataDir,
-      JWT_SECRET: SECRET,
-      LOG_LEVEL: 'warn',
-      MAX_CONNECTIONS: '100000',
-      ...env,
-    },
-    (j) => j.msg === 'listening',
-  )
-  const { rm } = await import('node:fs/promises')
-  return {
-    ...proc,
-    port: proc.hello.http_port as number,
-    pid: proc.child.pid as number,
-    async stop() {
-      await proc.stop()
-      await rm(dataDir, { recursive: true, force: true })
-    },
-  }
 }
 
 export function streamToken(): string {
@@ -163,7 +54,8 @@ export function streamToken(): string {
   )
 }
 
-export interface WsLoadResult {
+/** What ws-load.ts and http-load.ts print. */
+export interface LoadResult {
   frames: number
   lines: number
   frames_per_s: number
@@ -172,31 +64,148 @@ export interface WsLoadResult {
   p99_ms: number | null
   errors: number
   first_error: string | null
+  /** Lines acknowledged over the whole run, warm-up included. */
+  lines_acked_total: number
+  /** ws-load in paced mode. */
+  target_frames_per_s?: number
+  skipped?: number
+  /** http-load: responses by status. */
+  statuses?: Record<string, number>
+  /** Set by wsLoad/httpLoad: see Row.other_cpu_pct. */
+  other_cpu_pct?: number
+}
+
+/** Other processes' CPU share above which a row is flagged (see Row.other_cpu_pct). */
+export const OTHER_CPU_WARN_PERCENT = 10
+
+// Waiting for other processes to finish (someone's build or tests) is bounded per run of
+// the bench: a busy machine still gets measured, and the rows say so.
+let quietWaitLeftMs: number | undefined
+
+/**
+ * Waits (bounded) until other processes use less than half the warning threshold of the
+ * CPU, so that a load does not start in the middle of someone's compile.
+ */
+async function awaitQuietMachine(ctx: Ctx): Promise<void> {
+  quietWaitLeftMs ??= ctx.quick ? 10_000 : 90_000
+  let waited = 0
+  for (;;) {
+    const a = cpuSnapshot()
+    await new Promise((r) => setTimeout(r, 500))
+    const other = otherCpuPercent(a, cpuSnapshot())
+    if (other < OTHER_CPU_WARN_PERCENT / 2 || quietWaitLeftMs <= 0) break
+    if (waited === 0) ctx.log(`other processes use ${other} % of the CPU: waiting for them (at most ${Math.round(quietWaitLeftMs / 1000)} s more this run)`)
+    waited += 500
+    quietWaitLeftMs -= 500
+  }
+}
+
+/** Runs a load generator to its end, noting how much CPU other processes took meanwhile. */
+async function load(ctx: Ctx, args: string[]): Promise<LoadResult> {
+  await awaitQuietMachine(ctx)
+  const before = cpuSnapshot()
+  const result = await runToEnd<LoadResult>(args)
+  return { ...result, other_cpu_pct: otherCpuPercent(before, cpuSnapshot()) }
+}
+
+export interface WsLoadOptions {
+  connections: number
+  inflight: number
+  linesPerFrame: number
+  localAddresses?: string[]
+  /** Paced: frames/s over all connections. */
+  rate?: number
+}
+
+/** wsLoad against a server without state (ok-ws, the null sink), run again if it was disturbed. */
+export function baselineLoad(ctx: Ctx, label: string, run: () => Promise<LoadResult>): Promise<LoadResult> {
+  return retrying(ctx, label, run, (r) => r.other_cpu_pct)
 }
 
 /** Runs the WebSocket load generator as its own process and returns its result. */
-export async function wsLoad(
-  ctx: Ctx,
-  url: string,
-  o: { connections: number; inflight: number; linesPerFrame: number; localAddresses?: string[] },
-): Promise<WsLoadResult> {
-  const proc = await startProc([
+export function wsLoad(ctx: Ctx, url: string, o: WsLoadOptions): Promise<LoadResult> {
+  return load(ctx, [
     '--import',
     'tsx',
     'bench/load/ws-load.ts',
     JSON.stringify({ url, token: streamToken(), durationMs: ctx.durationMs, warmupMs: ctx.warmupMs, ...o }),
   ])
-  await new Promise<void>((r) => (proc.child.exitCode !== null ? r() : proc.child.once('exit', () => r())))
-  return proc.hello as unknown as WsLoadResult
+}
+
+export interface HttpLoadOptions {
+  connections: number
+  inflight: number
+  linesPerBody: number
+  gzip?: boolean
+  extraTags?: string
+  headers?: Record<string, string>
+}
+
+/** Runs the HTTP load generator as its own process and returns its result. */
+export function httpLoad(ctx: Ctx, url: string, o: HttpLoadOptions): Promise<LoadResult> {
+  return load(ctx, [
+    '--import',
+    'tsx',
+    'bench/load/http-load.ts',
+    JSON.stringify({ url, durationMs: ctx.durationMs, warmupMs: ctx.warmupMs, ...o }),
+  ])
+}
+
+export interface GatewayRunStats {
+  before: ProcStats
+  after: ProcStats
+  warnings: Proc['warnings']
+  /** The gateway's own counters after the load (see gatewayMetrics). */
+  metrics?: Record<string, number> | undefined
+  /** 2 when the first run was disturbed and the variant was measured again (see retrying). */
+  attempts?: number
+}
+
+/**
+ * A few of the gateway's /metrics after a load, summed over labels: sink errors, the
+ * spool (a run that spooled measured the disk, not the sink), and the average batch.
+ */
+export async function gatewayMetrics(port: number): Promise<Record<string, number> | undefined> {
+  const wanted = ['mc_sink_errors_total', 'mc_spool_replayed_lines_total', 'mc_spool_lines', 'mc_batch_lines_sum', 'mc_batch_lines_count', 'mc_lines_refused_by_sink_total']
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
+    const out: Record<string, number> = {}
+    for (const line of text.split('\n')) {
+      const m = /^([a-z_]+)(?:\{[^}]*\})? (\S+)$/.exec(line)
+      if (!m || !wanted.includes(m[1] as string)) continue
+      out[m[1] as string] = (out[m[1] as string] ?? 0) + Number(m[2])
+    }
+    return out
+  } catch {
+    return undefined
+  }
 }
 
 /** A row from a load result and the gateway's /proc figures over the run. */
-export function row(
-  scenario: string,
-  variant: string,
-  r: WsLoadResult,
-  gateway?: { before: { cpuS: number }; after: { cpuS: number; peakRssMb: number } },
-): Row {
+export function row(scenario: string, variant: string, r: LoadResult & { attempts?: number }, gateway?: GatewayRunStats): Row {
+  const notes: string[] = []
+  const extra: Record<string, unknown> = {}
+  const attempts = Math.max(r.attempts ?? 1, gateway?.attempts ?? 1)
+  if (attempts > 1) {
+    extra.attempts = attempts
+    notes.push('measured twice: the first run shared the CPU with other processes')
+  }
+  const other = r.other_cpu_pct ?? null
+  if (other !== null && other > OTHER_CPU_WARN_PERCENT) notes.push(`NOT COMPARABLE: other processes took ${other} % of the CPU`)
+  if (r.first_error) notes.push(`first error: ${r.first_error.slice(0, 200)}`)
+  if (gateway && gateway.warnings.count > 0) {
+    notes.push(`gateway logged ${gateway.warnings.count} warnings, first: ${gateway.warnings.first?.slice(0, 300)}`)
+  }
+  const m = gateway?.metrics
+  if (m) {
+    if (m.mc_batch_lines_count) extra.avg_batch_lines = Math.round((m.mc_batch_lines_sum ?? 0) / m.mc_batch_lines_count)
+    extra.sink_writes = m.mc_batch_lines_count ?? 0
+    if (m.mc_sink_errors_total) notes.push(`gateway counted ${m.mc_sink_errors_total} sink errors`)
+    if (m.mc_lines_refused_by_sink_total) notes.push(`the sink refused ${m.mc_lines_refused_by_sink_total} lines`)
+    if (m.mc_spool_replayed_lines_total || m.mc_spool_lines) {
+      notes.push(`the gateway spooled: ${m.mc_spool_replayed_lines_total ?? 0} lines replayed, ${m.mc_spool_lines ?? 0} still in the spool`)
+    }
+  }
   return {
     scenario,
     variant,
@@ -207,27 +216,99 @@ export function row(
     gateway_cpu_s: gateway ? Number((gateway.after.cpuS - gateway.before.cpuS).toFixed(2)) : null,
     gateway_peak_rss_mb: gateway ? Math.round(gateway.after.peakRssMb) : null,
     errors: r.errors,
-    ...(r.first_error ? { note: `first non-OK reply: ${r.first_error}` } : {}),
+    other_cpu_pct: other,
+    ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
+    ...(Object.keys(extra).length > 0 ? { extra } : {}),
   }
 }
 
-/** Runs a load against a gateway started with `env`, recording its CPU and memory. */
-export async function gatewayRun<T>(env: Record<string, string>, drive: (gw: Gateway) => Promise<T>) {
-  const gw = await startGateway(env)
-  try {
-    const before = procStats(gw.pid)
-    const result = await drive(gw)
-    const after = procStats(gw.pid)
-    return { result, stats: { before, after } }
-  } finally {
-    await gw.stop()
+/** A row that measured nothing, with the reason. */
+export function emptyRow(scenario: string, variant: string, note: string): Row {
+  return {
+    scenario,
+    variant,
+    lines_per_s: null,
+    frames_per_s: null,
+    p50_ms: null,
+    p99_ms: null,
+    gateway_cpu_s: null,
+    gateway_peak_rss_mb: null,
+    errors: 0,
+    other_cpu_pct: null,
+    note,
   }
 }
 
+export function addNote(r: Row, note: string): void {
+  r.note = r.note ? `${note}; ${r.note}` : note
+}
+
+/**
+ * Runs a load against a fresh gateway started with `env`, recording its CPU and memory
+ * over the load. `label` names the CPU profile with --cpu-prof. A run during which other
+ * processes took the CPU is run again once on a fresh gateway (see retrying), unless
+ * `retry` is false (the caller retries a larger whole, e.g. with a fresh sink).
+ */
+export function gatewayRun<T>(
+  ctx: Ctx,
+  label: string,
+  env: Record<string, string>,
+  drive: (gw: Gateway) => Promise<T>,
+  o: { fdLimit?: number; retry?: boolean } = {},
+): Promise<{ result: T; stats: GatewayRunStats }> {
+  const once = async () => {
+    const gw = await startGateway(env, { cpuProf: ctx.cpuProf, profileName: label, ...(o.fdLimit !== undefined ? { fdLimit: o.fdLimit } : {}) })
+    try {
+      const before = procStats(gw.pid)
+      const result = await drive(gw)
+      const after = procStats(gw.pid)
+      const metrics = await gatewayMetrics(gw.port)
+      return { result, stats: { before, after, warnings: { ...gw.warnings }, metrics } satisfies GatewayRunStats }
+    } finally {
+      await gw.stop()
+    }
+  }
+  if (o.retry === false) return once()
+  return retrying(ctx, label, once, (r) => (r.result as { other_cpu_pct?: number } | null)?.other_cpu_pct).then(
+    ({ result, stats, attempts }) => ({ result, stats: { ...stats, attempts } }),
+  )
+}
+
+// Runs measured again because other processes took the CPU, per run of the bench.
+let retriesLeft: number | undefined
+
+/**
+ * Runs `measure`; when other processes took more than OTHER_CPU_WARN_PERCENT of the CPU
+ * during it, runs it once more (after waiting for a quiet machine) and keeps the second
+ * result. Bounded: one retry per measurement, a few per bench run. A row that stays
+ * noisy says so (Row.other_cpu_pct and its note).
+ */
+export async function retrying<T>(
+  ctx: Ctx,
+  label: string,
+  measure: () => Promise<T>,
+  otherCpu: (r: T) => number | null | undefined,
+): Promise<T & { attempts: number }> {
+  retriesLeft ??= ctx.quick ? 2 : 6
+  const first = await measure()
+  const other = otherCpu(first)
+  if (other === null || other === undefined || other <= OTHER_CPU_WARN_PERCENT || retriesLeft <= 0) return { ...first, attempts: 1 }
+  retriesLeft--
+  ctx.log(`${label}: other processes took ${other} % of the CPU during the run: measuring again (${retriesLeft} more retries this run)`)
+  return { ...(await measure()), attempts: 2 }
+}
+
+/** Sets `variant`'s ratio of lines/s to `baseline`'s (rows of one scenario). */
 export function compare(rows: Row[], variant: string, baseline: string): void {
   const base = rows.find((r) => r.variant === baseline)
   const r = rows.find((x) => x.variant === variant)
-  if (!base || !r || base.lines_per_s === 0) return
+  if (!base || !r || !base.lines_per_s || r.lines_per_s === null) return
   r.baseline = baseline
   r.ratio = Number((r.lines_per_s / base.lines_per_s).toFixed(3))
+}
+
+/** `part` as a percentage of `whole`, one decimal. */
+export function percent(part: number | null, whole: number | null): number | null {
+  if (part === null || !whole) return null
+  return Number(((100 * part) / whole).toFixed(1))
 }

@@ -1,48 +1,125 @@
 /**
  * `npm run bench`: every scenario against its baselines in one run, the gateway and the
- * load generators as separate processes on loopback. Prints a table and writes
- * bench/results/<timestamp>.json and bench/results/latest.json.
- *   --quick           a smoke run (about a second per measurement)
- *   --only=a,b        only these scenarios
+ * load generators as separate processes on loopback. Prints a table and the DESIGN.md
+ * targets, and writes bench/results/<timestamp>.json and bench/results/latest.json.
+ *   --quick           a smoke run (about a second per measurement, 500 idle connections)
+ *   --only=a,b        only these scenarios (ts-1line, ts-1000lines, http-write, idle)
  *   --duration=ms     measured time per run (default 10000)
+ *   --idle=N          idle connections for the idle scenario (default 10000; 50000 = DESIGN)
+ *   --cpu-prof        write a V8 CPU profile of every gateway run to bench/results/cpu-prof/
+ *                     (summarise one with `node --import tsx bench/cpu-top.ts <file>`)
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus, totalmem } from 'node:os'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { ROOT, type Ctx, type Row } from './lib.js'
+import { cleanup, OTHER_CPU_WARN_PERCENT, ROOT, stopAll, type Ctx, type Row } from './lib.js'
+import * as httpWrite from './scenarios/http-write.js'
+import * as idle from './scenarios/idle.js'
 import * as ts1000 from './scenarios/ts-1000lines.js'
 import * as ts1 from './scenarios/ts-1line.js'
+import { evaluateTargets, formatTargets } from './targets.js'
 
 interface Scenario {
   name: string
   run(ctx: Ctx): Promise<Row[]>
 }
-const SCENARIOS: Scenario[] = [ts1, ts1000]
+const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, idle]
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]))
+const known = new Set(['quick', 'only', 'duration', 'idle', 'cpu-prof'])
+for (const k of args.keys()) {
+  if (!known.has(k)) {
+    process.stderr.write(`bench: unknown option --${k} (known: ${[...known].map((x) => `--${x}`).join(', ')})\n`)
+    process.exit(2)
+  }
+}
 const quick = args.has('quick')
 const only = args.get('only')?.split(',')
+if (only) {
+  const unknown = only.filter((o) => !SCENARIOS.some((s) => s.name === o))
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown scenario ${unknown.join(', ')} (known: ${SCENARIOS.map((s) => s.name).join(', ')})\n`)
+    process.exit(2)
+  }
+}
 const durationMs = Number(args.get('duration') ?? (quick ? 1500 : 10_000))
+const idleConnections = Number(args.get('idle') ?? (quick ? 500 : 10_000))
+if (!(durationMs > 0) || !(idleConnections > 0)) {
+  process.stderr.write('bench: --duration and --idle take a positive number\n')
+  process.exit(2)
+}
+const benchStarted = performance.now()
 const ctx: Ctx = {
   durationMs,
   warmupMs: quick ? 300 : 2000,
   quick,
+  idleConnections,
+  cpuProf: args.has('cpu-prof'),
   rows: [],
-  log: (m) => process.stderr.write(`bench: ${m}\n`),
+  log: (m) => process.stderr.write(`bench [${((performance.now() - benchStarted) / 1000).toFixed(0).padStart(3)} s]: ${m}\n`),
+}
+
+let interrupted = false
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    if (interrupted) return
+    interrupted = true
+    process.stderr.write(`bench: ${signal}, stopping every process it started\n`)
+    void stopAll().finally(() => {
+      cleanup()
+      process.exit(130)
+    })
+  })
+}
+
+/**
+ * Versions of what shapes the figures beyond the gateway's code: ws, and whether its
+ * native add-ons are installed (bufferutil masks and unmasks frames in C++; without it
+ * the 1,000-line ceiling is several times lower, for the load generator as for the gateway).
+ */
+function packages(): Record<string, string | null> {
+  const require = createRequire(import.meta.url)
+  const version = (name: string) => {
+    try {
+      return (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version
+    } catch {
+      return null
+    }
+  }
+  return { ws: version('ws'), bufferutil: version('bufferutil'), 'utf-8-validate': version('utf-8-validate'), fastify: version('fastify') }
 }
 
 async function main(): Promise<void> {
   const started = new Date()
+  const pkgs = packages()
+  ctx.log(`ws ${pkgs.ws}, bufferutil ${pkgs.bufferutil ?? 'not installed'}, utf-8-validate ${pkgs['utf-8-validate'] ?? 'not installed'}`)
+  const loadBefore = loadavg()
   for (const s of SCENARIOS) {
     if (only && !only.includes(s.name)) continue
+    const t0 = performance.now()
     ctx.rows.push(...(await s.run(ctx)))
+    ctx.log(`${s.name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
   }
+  cleanup()
+  const targets = evaluateTargets(ctx.rows)
   const result = {
     started_at: started.toISOString(),
+    elapsed_s: Math.round((performance.now() - benchStarted) / 1000),
     duration_ms_per_run: durationMs,
+    warmup_ms_per_run: ctx.warmupMs,
     quick,
-    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
+    idle_connections: idleConnections,
+    machine: {
+      cpus: cpus().length,
+      cpu_model: cpus()[0]?.model,
+      memory_gb: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      load_average_before: loadBefore.map((x) => Number(x.toFixed(2))),
+    },
+    packages: pkgs,
     rows: ctx.rows,
+    targets,
   }
   const dir = join(ROOT, 'bench', 'results')
   mkdirSync(dir, { recursive: true })
@@ -50,20 +127,30 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`), text)
   writeFileSync(join(dir, 'latest.json'), text)
   console.log(table(ctx.rows))
+  console.log()
+  console.log(formatTargets(targets))
+  if (ctx.rows.some((r) => r.other_cpu_pct !== null && r.other_cpu_pct > OTHER_CPU_WARN_PERCENT)) {
+    console.log(`\nwarning: in some runs other processes took more than ${OTHER_CPU_WARN_PERCENT} % of the CPU ("other cpu %"): their figures are not comparable; run again on a quiet machine`)
+  }
+  console.log(
+    `\n${quick ? 'quick run' : 'run'} took ${result.elapsed_s} s (ws ${pkgs.ws}, bufferutil ${pkgs.bufferutil ?? 'not installed'}); results in bench/results/latest.json`,
+  )
 }
 
 function table(rows: Row[]): string {
-  const head = ['scenario', 'variant', 'lines/s', 'frames/s', 'p50 ms', 'p99 ms', 'gw cpu s', 'gw peak MB', 'errors', 'vs baseline', 'note']
+  const head = ['scenario', 'variant', 'lines/s', 'frames/s', 'p50 ms', 'p99 ms', 'gw cpu s', 'gw peak MB', 'errors', 'other cpu %', 'vs baseline', 'note']
+  const num = (n: number | null) => (n === null ? '' : n.toLocaleString('en-US'))
   const body = rows.map((r) => [
     r.scenario,
     r.variant,
-    r.lines_per_s.toLocaleString('en-US'),
-    r.frames_per_s.toLocaleString('en-US'),
+    num(r.lines_per_s),
+    num(r.frames_per_s),
     r.p50_ms ?? '',
     r.p99_ms ?? '',
     r.gateway_cpu_s ?? '',
     r.gateway_peak_rss_mb ?? '',
     r.errors,
+    r.other_cpu_pct ?? '',
     r.ratio !== undefined ? `${r.ratio}x ${r.baseline}` : '',
     r.note ?? '',
   ])
@@ -77,6 +164,9 @@ main().then(
   () => process.exit(0),
   (err: unknown) => {
     process.stderr.write(`bench failed: ${(err as Error)?.stack ?? String(err)}\n`)
-    process.exit(1)
+    void stopAll().finally(() => {
+      cleanup()
+      process.exit(1)
+    })
   },
 )

@@ -1,6 +1,16 @@
-import { compare, gatewayRun, row, startProc, wsLoad, type Ctx, type Row } from '../lib.js'
+import { addNote, baselineLoad, compare, emptyRow, gatewayRun, httpLoad, percent, row, startProc, wsLoad, type Ctx, type Row } from '../lib.js'
+import { GATEWAY_TAGS } from '../load/lines.js'
+import { victoriaBinary, withVictoria } from '../servers/victoria.js'
 
-/** /time-series, 1,000 lines per frame, into a sink that answers at once; same baselines. */
+/**
+ * /time-series, 1,000 lines per frame (16 connections x 4 frames in flight):
+ * - into a sink that answers at once, with the naive and ceiling baselines;
+ * - into victoria-metrics (`gateway→victoria`), against the same lines posted straight to
+ *   it by http-load (`direct→victoria`, the baseline of the gateway overhead ratio). Each
+ *   of the two gets a fresh victoria-metrics. The direct bodies carry the tags the gateway
+ *   appends (user, org) and are gzipped as the gateway's influx sink sends them, so
+ *   victoria-metrics stores the same samples from the same kind of request either way.
+ */
 export const name = 'ts-1000lines'
 
 export async function run(ctx: Ctx): Promise<Row[]> {
@@ -10,15 +20,15 @@ export async function run(ctx: Ctx): Promise<Row[]> {
   const ok = await startProc(['--import', 'tsx', 'bench/servers/ok-ws.ts'])
   try {
     ctx.log(`${name}: ceiling (do-nothing ws server)`)
-    rows.push(row(name, 'ceiling', await wsLoad(ctx, `ws://127.0.0.1:${ok.hello.port}`, load)))
+    rows.push(row(name, 'ceiling', await baselineLoad(ctx, `${name} ceiling`, () => wsLoad(ctx, `ws://127.0.0.1:${ok.hello.port}`, load))))
     const influx = { INFLUXDB_URL: `http://127.0.0.1:${sink.hello.port}`, INFLUXDB_DATABASE: 'bench' }
     ctx.log(`${name}: naive (BATCH_MAX_LINES=1)`)
-    const naive = await gatewayRun({ ...influx, BATCH_MAX_LINES: '1', BATCH_MAX_INFLIGHT: '64' }, (gw) =>
+    const naive = await gatewayRun(ctx, `${name}-naive`, { ...influx, BATCH_MAX_LINES: '1', BATCH_MAX_INFLIGHT: '64' }, (gw) =>
       wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load),
     )
     rows.push(row(name, 'naive', naive.result, naive.stats))
     ctx.log(`${name}: gateway (defaults)`)
-    const batched = await gatewayRun(influx, (gw) => wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load))
+    const batched = await gatewayRun(ctx, `${name}-gateway`, influx, (gw) => wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load))
     rows.push(row(name, 'gateway', batched.result, batched.stats))
   } finally {
     await sink.stop()
@@ -27,6 +37,36 @@ export async function run(ctx: Ctx): Promise<Row[]> {
   compare(rows, 'gateway', 'naive')
   const ceiling = rows.find((r) => r.variant === 'ceiling')
   const gw = rows.find((r) => r.variant === 'gateway')
-  if (ceiling && gw) gw.note = `${((100 * gw.lines_per_s) / ceiling.lines_per_s).toFixed(1)} % of the ceiling`
+  if (ceiling && gw) addNote(gw, `${percent(gw.lines_per_s, ceiling.lines_per_s)} % of the ceiling`)
+
+  if (victoriaBinary() === null) {
+    rows.push(emptyRow(name, 'direct→victoria', 'victoria-metrics not installed'))
+    rows.push(emptyRow(name, 'gateway→victoria', 'victoria-metrics not installed'))
+    return rows
+  }
+  ctx.log(`${name}: direct→victoria (http-load, fresh victoria-metrics)`)
+  rows.push(
+    await withVictoria(ctx, name, 'direct→victoria', async (vm) => ({
+      result: await httpLoad(ctx, `${vm.url}/api/v2/write?bucket=bench&precision=ns`, {
+        connections: 16,
+        inflight: 4,
+        linesPerBody: load.linesPerFrame,
+        gzip: true,
+        extraTags: GATEWAY_TAGS,
+      }),
+    })),
+  )
+  ctx.log(`${name}: gateway→victoria (fresh victoria-metrics)`)
+  rows.push(
+    await withVictoria(ctx, name, 'gateway→victoria', (vm) =>
+      gatewayRun(ctx, `${name}-gateway-victoria`, { INFLUXDB_URL: vm.url, INFLUXDB_DATABASE: 'bench' }, (g) =>
+        wsLoad(ctx, `ws://127.0.0.1:${g.port}/time-series`, load),
+        { retry: false },
+      ),
+    ),
+  )
+  compare(rows, 'gateway→victoria', 'direct→victoria')
+  const r = rows.find((x) => x.variant === 'gateway→victoria')
+  if (r?.ratio !== undefined) addNote(r, `gateway overhead ratio ${r.ratio}`)
   return rows
 }

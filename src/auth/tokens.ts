@@ -1,3 +1,4 @@
+import { createSecretKey, type KeyObject } from 'node:crypto'
 import jwt from 'jsonwebtoken'
 
 /** Claims of the tokens this gateway signs or accepts (docs/API.md section 3). */
@@ -43,12 +44,20 @@ export interface TokenServiceOptions {
 
 /** HS256 only: the algorithm is pinned, so `none` and algorithm switches are refused. */
 export class TokenService {
-  constructor(private readonly opts: TokenServiceOptions) {}
+  /**
+   * A KeyObject made once: given a string, jsonwebtoken first tries it as a public key
+   * (createPublicKey throws) on every verification, about 30 times the cost of the check.
+   */
+  private readonly key: KeyObject
+
+  constructor(private readonly opts: TokenServiceOptions) {
+    this.key = createSecretKey(Buffer.from(opts.secret, 'utf8'))
+  }
 
   verify(token: string): VerifiedToken {
     let decoded: unknown
     try {
-      decoded = jwt.verify(token, this.opts.secret, {
+      decoded = jwt.verify(token, this.key, {
         algorithms: [ALGORITHM],
         clockTolerance: this.opts.clockSkewS,
       })
@@ -86,7 +95,7 @@ export class TokenService {
 
   sign(claims: Record<string, unknown>, ttlS: number): { token: string; exp: number } {
     const exp = Math.floor(Date.now() / 1000) + ttlS
-    const token = jwt.sign({ ...claims, exp }, this.opts.secret, { algorithm: ALGORITHM })
+    const token = jwt.sign({ ...claims, exp }, this.key, { algorithm: ALGORITHM })
     return { token, exp }
   }
 

@@ -88,7 +88,7 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
   const write = async (request: FastifyRequest, precision: Precision): Promise<void> => {
     const identity = request.ingestIdentity as StreamIdentity
     const body = await decodeBody(request, opts.maxBodyBytes)
-    const scanned = scanFrame(body, identity.tagging, receiveTimeNs(), precision)
+    const scanned = scanFrame(body, identity.tagging, receiveTimeNs, precision)
     if (!scanned.ok) {
       app.metrics.frames.inc({ result: 'error' })
       throw badRequest(`line ${scanned.line}: ${scanned.reason}`, 'invalid_line')

@@ -176,9 +176,15 @@ function nsTimestamp(s: string, a: number, b: number, zeros: number): string {
  * without one get the default time, blank and comment lines are removed. The output is
  * built from slices of the frame; nothing is allocated per line but the output string.
  */
-export function scanFrame(frame: string, tagging: Tagging, defaultTimeNs: string, precision: Precision = 'ns'): ScanOk | ScanErr {
+export function scanFrame(
+  frame: string,
+  tagging: Tagging,
+  defaultTimeNs: string | (() => string),
+  precision: Precision = 'ns',
+): ScanOk | ScanErr {
   const zeros = zerosOf(precision)
-  const defaultSuffix = ` ${defaultTimestamp(defaultTimeNs, Math.max(zeros, 0))}\n`
+  // Asked for only when a line has no timestamp (a function: read the clock only then).
+  let defaultSuffix: string | undefined
   const { suffix, rawKeys } = tagging
   const n = frame.length
   let out = ''
@@ -214,6 +220,7 @@ export function scanFrame(frame: string, tagging: Tagging, defaultTimeNs: string
       out += frame.slice(copyFrom, tagsEnd) + suffix
       copyFrom = tagsEnd
       if (L.tsStart < 0) {
+        defaultSuffix ??= ` ${defaultTimestamp(typeof defaultTimeNs === 'string' ? defaultTimeNs : defaultTimeNs(), Math.max(zeros, 0))}\n`
         out += frame.slice(copyFrom, L.fieldsEnd) + defaultSuffix
         copyFrom = nl + 1
       } else if (L.tsZeros !== 0) {

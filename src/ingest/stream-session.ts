@@ -165,7 +165,7 @@ export class StreamSession {
 
   private onData(frame: string): void {
     const identity = this.identity as StreamIdentity
-    const result = scanFrame(frame, identity.tagging, receiveTimeNs())
+    const result = scanFrame(frame, identity.tagging, receiveTimeNs)
     if (!result.ok) {
       this.deps.stats?.frameRejected()
       this.answer(this.reserve(), `ERR line ${result.line}: ${result.reason}`)

@@ -17,17 +17,26 @@ export default fp(
     // Stream tokens, user access tokens and ingest:write API tokens (docs/API.md section 5).
     const authenticate = app.ingestAuthenticator
     const gauge = app.metrics.wsConnections.labels('time-series')
-    // Label lookups resolved once, not per frame.
+    // Counted in plain numbers per frame; the counters get them when /metrics is read.
+    const counts = { ok: 0, lines: 0, error: 0 }
     const framesOk = app.metrics.frames.labels('ok')
     const framesError = app.metrics.frames.labels('error')
+    app.metrics.beforeScrape(() => {
+      if (counts.ok > 0) framesOk.inc(counts.ok)
+      if (counts.lines > 0) app.metrics.linesAccepted.inc(counts.lines)
+      if (counts.error > 0) {
+        framesError.inc(counts.error)
+        app.metrics.linesRejected.inc(counts.error)
+      }
+      counts.ok = counts.lines = counts.error = 0
+    })
     const stats = {
       frameAccepted: (lines: number) => {
-        framesOk.inc()
-        app.metrics.linesAccepted.inc(lines)
+        counts.ok++
+        counts.lines += lines
       },
       frameRejected: () => {
-        framesError.inc()
-        app.metrics.linesRejected.inc()
+        counts.error++
       },
     }
 
