@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { cleanup, OTHER_CPU_WARN_PERCENT, ROOT, stopAll, type Ctx, type Row } from './lib.js'
 import * as httpWrite from './scenarios/http-write.js'
 import * as idle from './scenarios/idle.js'
+import * as spooling from './scenarios/spooling.js'
 import * as ts1000 from './scenarios/ts-1000lines.js'
 import * as ts1 from './scenarios/ts-1line.js'
 import { evaluateTargets, formatTargets } from './targets.js'
@@ -24,7 +25,7 @@ interface Scenario {
   name: string
   run(ctx: Ctx): Promise<Row[]>
 }
-const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, idle]
+const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, spooling, idle]
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]))
 const known = new Set(['quick', 'only', 'duration', 'idle', 'cpu-prof'])
