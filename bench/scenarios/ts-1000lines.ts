@@ -1,4 +1,5 @@
-import { addNote, baselineLoad, compare, emptyRow, gatewayRun, httpLoad, percent, row, startProc, wsLoad, type Ctx, type Row } from '../lib.js'
+import { addNote, compare, emptyRow, gatewayRun, httpLoad, wsLoad, type Ctx, type Row } from '../lib.js'
+import { ceilingNaiveGateway } from './baselines.js'
 import { GATEWAY_TAGS } from '../load/lines.js'
 import { victoriaBinary, withVictoria } from '../servers/victoria.js'
 
@@ -15,29 +16,7 @@ export const name = 'ts-1000lines'
 
 export async function run(ctx: Ctx): Promise<Row[]> {
   const load = { connections: 16, inflight: 4, linesPerFrame: 1000 }
-  const rows: Row[] = []
-  const sink = await startProc(['--import', 'tsx', 'bench/servers/null-influx.ts'])
-  const ok = await startProc(['--import', 'tsx', 'bench/servers/ok-ws.ts'])
-  try {
-    ctx.log(`${name}: ceiling (do-nothing ws server)`)
-    rows.push(row(name, 'ceiling', await baselineLoad(ctx, `${name} ceiling`, () => wsLoad(ctx, `ws://127.0.0.1:${ok.hello.port}`, load))))
-    const influx = { INFLUXDB_URL: `http://127.0.0.1:${sink.hello.port}`, INFLUXDB_DATABASE: 'bench' }
-    ctx.log(`${name}: naive (BATCH_MAX_LINES=1)`)
-    const naive = await gatewayRun(ctx, `${name}-naive`, { ...influx, BATCH_MAX_LINES: '1', BATCH_MAX_INFLIGHT: '64' }, (gw) =>
-      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load),
-    )
-    rows.push(row(name, 'naive', naive.result, naive.stats))
-    ctx.log(`${name}: gateway (defaults)`)
-    const batched = await gatewayRun(ctx, `${name}-gateway`, influx, (gw) => wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load))
-    rows.push(row(name, 'gateway', batched.result, batched.stats))
-  } finally {
-    await sink.stop()
-    await ok.stop()
-  }
-  compare(rows, 'gateway', 'naive')
-  const ceiling = rows.find((r) => r.variant === 'ceiling')
-  const gw = rows.find((r) => r.variant === 'gateway')
-  if (ceiling && gw) addNote(gw, `${percent(gw.lines_per_s, ceiling.lines_per_s)} % of the ceiling`)
+  const rows = await ceilingNaiveGateway(ctx, name, load)
 
   if (victoriaBinary() === null) {
     rows.push(emptyRow(name, 'direct→victoria', 'victoria-metrics not installed'))

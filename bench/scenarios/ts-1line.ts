@@ -1,4 +1,5 @@
-import { addNote, baselineLoad, compare, gatewayRun, percent, row, startProc, wsLoad, type Ctx, type Row } from '../lib.js'
+import { addNote, baselineLoad, gatewayRun, percent, row, wsLoad, type Ctx, type Row } from '../lib.js'
+import { ceilingNaiveGateway } from './baselines.js'
 
 /**
  * /time-series, 1 line per frame, 64 connections x 64 frames in flight, into a sink that
@@ -13,54 +14,30 @@ export const name = 'ts-1line'
 
 export async function run(ctx: Ctx): Promise<Row[]> {
   const load = { connections: 64, inflight: 64, linesPerFrame: 1 }
-  const rows: Row[] = []
-  const sink = await startProc(['--import', 'tsx', 'bench/servers/null-influx.ts'])
-  const ok = await startProc(['--import', 'tsx', 'bench/servers/ok-ws.ts'])
-  try {
-    ctx.log(`${name}: ceiling (do-nothing ws server)`)
-    rows.push(row(name, 'ceiling', await baselineLoad(ctx, `${name} ceiling`, () => wsLoad(ctx, `ws://127.0.0.1:${ok.hello.port}`, load))))
-    const influx = { INFLUXDB_URL: `http://127.0.0.1:${sink.hello.port}`, INFLUXDB_DATABASE: 'bench' }
-    ctx.log(`${name}: naive (BATCH_MAX_LINES=1)`)
-    const naive = await gatewayRun(ctx, `${name}-naive`, { ...influx, BATCH_MAX_LINES: '1', BATCH_MAX_INFLIGHT: '64' }, (gw) =>
-      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load),
+  return ceilingNaiveGateway(ctx, name, load, async (rows, { okPort, influx, batched }) => {
+    const rate = Math.round(batched.frames_per_s / 2)
+    if (rate <= 0) return
+    ctx.log(`${name}: gateway paced at 50 % of its maximum (${rate} frames/s)`)
+    const half = await gatewayRun(ctx, `${name}-gateway-half`, influx, (gw) =>
+      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, { ...load, rate }),
     )
-    rows.push(row(name, 'naive', naive.result, naive.stats))
-    ctx.log(`${name}: gateway (defaults)`)
-    const batched = await gatewayRun(ctx, `${name}-gateway`, influx, (gw) => wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load))
-    rows.push(row(name, 'gateway', batched.result, batched.stats))
-
-    const rate = Math.round(batched.result.frames_per_s / 2)
-    if (rate > 0) {
-      ctx.log(`${name}: gateway paced at 50 % of its maximum (${rate} frames/s)`)
-      const half = await gatewayRun(ctx, `${name}-gateway-half`, influx, (gw) =>
-        wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, { ...load, rate }),
-      )
-      const r = row(name, 'gateway @ 50 % rate', half.result, half.stats)
-      r.extra = { ...r.extra, target_frames_per_s: rate, skipped_frames: half.result.skipped ?? 0 }
-      const reached = percent(half.result.frames_per_s, rate)
-      const skipped = half.result.skipped ?? 0
-      addNote(
-        r,
-        `paced at ${rate.toLocaleString('en-US')} frames/s (50 % of gateway), reached ${reached} %` +
-          (skipped > 0 ? `, ${skipped.toLocaleString('en-US')} frames not sent: ${load.inflight} already waiting on a connection` : ''),
-      )
-      rows.push(r)
-      // The same paced load against the do-nothing server: the latency floor of the load
-      // generator and the machine, to read the gateway's figure against.
-      ctx.log(`${name}: ceiling paced at the same rate (latency floor)`)
-      const floor = await baselineLoad(ctx, `${name} ceiling @ same rate`, () => wsLoad(ctx, `ws://127.0.0.1:${ok.hello.port}`, { ...load, rate }))
-      const f = row(name, 'ceiling @ same rate', floor)
-      f.extra = { ...f.extra, target_frames_per_s: rate, skipped_frames: floor.skipped ?? 0 }
-      addNote(f, `latency floor of the setup at ${rate.toLocaleString('en-US')} frames/s`)
-      rows.push(f)
-    }
-  } finally {
-    await sink.stop()
-    await ok.stop()
-  }
-  compare(rows, 'gateway', 'naive')
-  const ceiling = rows.find((r) => r.variant === 'ceiling')
-  const gw = rows.find((r) => r.variant === 'gateway')
-  if (ceiling && gw) addNote(gw, `${percent(gw.lines_per_s, ceiling.lines_per_s)} % of the ceiling`)
-  return rows
+    const r = row(name, 'gateway @ 50 % rate', half.result, half.stats)
+    r.extra = { ...r.extra, target_frames_per_s: rate, skipped_frames: half.result.skipped ?? 0 }
+    const reached = percent(half.result.frames_per_s, rate)
+    const skipped = half.result.skipped ?? 0
+    addNote(
+      r,
+      `paced at ${rate.toLocaleString('en-US')} frames/s (50 % of gateway), reached ${reached} %` +
+        (skipped > 0 ? `, ${skipped.toLocaleString('en-US')} frames not sent: ${load.inflight} already waiting on a connection` : ''),
+    )
+    rows.push(r)
+    // The same paced load against the do-nothing server: the latency floor of the load
+    // generator and the machine, to read the gateway's figure against.
+    ctx.log(`${name}: ceiling paced at the same rate (latency floor)`)
+    const floor = await baselineLoad(ctx, `${name} ceiling @ same rate`, () => wsLoad(ctx, `ws://127.0.0.1:${okPort}`, { ...load, rate }))
+    const f = row(name, 'ceiling @ same rate', floor)
+    f.extra = { ...f.extra, target_frames_per_s: rate, skipped_frames: floor.skipped ?? 0 }
+    addNote(f, `latency floor of the setup at ${rate.toLocaleString('en-US')} frames/s`)
+    rows.push(f)
+  })
 }
