@@ -12,6 +12,7 @@
 import { connect as netConnect, type Socket } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import { body } from './lines.js'
+import { Tally } from './tally.js'
 
 interface Options {
   /** http://host:port/path?query */
@@ -44,15 +45,8 @@ const head =
   '\r\n'
 const request = Buffer.concat([Buffer.from(head, 'latin1'), payload])
 
-const MAX_SAMPLES = 2_000_000
-const samples = new Float64Array(MAX_SAMPLES)
-let sampleCount = 0
-let measuring = false
+const tally = new Tally()
 let stopped = false
-let acked = 0
-let ackedTotal = 0
-let errors = 0
-let firstError: string | undefined
 const statuses: Record<string, number> = {}
 const sockets: Socket[] = []
 
@@ -158,16 +152,8 @@ function open(index: number): Promise<void> {
         headIndex = 0
       }
       statuses[status] = (statuses[status] ?? 0) + 1
-      if (status >= 200 && status < 300) {
-        ackedTotal++
-        if (measuring) {
-          acked++
-          if (sampleCount < MAX_SAMPLES) samples[sampleCount++] = (performance.now() - t0) * 1000
-        }
-      } else {
-        errors++
-        firstError ??= `HTTP ${status}${text ? `: ${text}` : ''}`
-      }
+      if (status >= 200 && status < 300) tally.ack(t0)
+      else tally.error(`HTTP ${status}${text ? `: ${text}` : ''}`)
       if (!stopped) send()
     })
     socket.on('connect', () => {
@@ -176,17 +162,11 @@ function open(index: number): Promise<void> {
     })
     socket.on('data', (chunk: Buffer) => parser.push(chunk))
     socket.on('error', (err) => {
-      if (!stopped) {
-        errors++
-        firstError ??= `connection ${index}: ${err.message}`
-      }
+      if (!stopped) tally.error(`connection ${index}: ${err.message}`)
       reject(err)
     })
     socket.on('close', () => {
-      if (!stopped) {
-        errors++
-        firstError ??= `connection ${index} closed by the server`
-      }
+      if (!stopped) tally.error(`connection ${index} closed by the server`)
     })
     sockets.push(socket)
   })
@@ -196,30 +176,10 @@ async function main(): Promise<void> {
   const hardStop = setTimeout(() => process.exit(2), opts.warmupMs + opts.durationMs + 60_000)
   hardStop.unref()
   await Promise.all(Array.from({ length: opts.connections }, (_, i) => open(i)))
-  await new Promise((r) => setTimeout(r, opts.warmupMs))
-  measuring = true
-  const started = performance.now()
-  await new Promise((r) => setTimeout(r, opts.durationMs))
-  measuring = false
-  const seconds = (performance.now() - started) / 1000
+  const seconds = await tally.window(opts.warmupMs, opts.durationMs)
   stopped = true
-  const sorted = samples.subarray(0, sampleCount).sort()
-  const pct = (p: number) => (sampleCount === 0 ? null : (sorted[Math.min(sampleCount - 1, Math.floor(p * sampleCount))] as number) / 1000)
   process.stdout.write(
-    JSON.stringify({
-      frames: acked,
-      lines: acked * opts.linesPerBody,
-      seconds,
-      frames_per_s: acked / seconds,
-      lines_per_s: (acked * opts.linesPerBody) / seconds,
-      p50_ms: pct(0.5),
-      p99_ms: pct(0.99),
-      errors,
-      first_error: firstError ?? null,
-      lines_acked_total: ackedTotal * opts.linesPerBody,
-      statuses,
-      body_bytes: payload.length,
-    }) + '\n',
+    JSON.stringify({ ...tally.result(opts.linesPerBody, seconds), statuses, body_bytes: payload.length }) + '\n',
   )
   for (const s of sockets) s.destroy()
   process.exit(0)

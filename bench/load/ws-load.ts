@@ -17,6 +17,7 @@
  */
 import type { Socket } from 'node:net'
 import WebSocket from 'ws'
+import { Tally } from './tally.js'
 import { body } from './lines.js'
 
 interface Options {
@@ -38,19 +39,10 @@ const frame = body(opts.linesPerFrame)
 const TEXT = { binary: false }
 const paced = opts.rate !== undefined && opts.rate > 0
 const perConnectionRate = paced ? (opts.rate as number) / opts.connections : 0
-// Latency samples of the measured window, in microseconds.
-const MAX_SAMPLES = 2_000_000
-const samples = new Float64Array(MAX_SAMPLES)
-let sampleCount = 0
-let measuring = false
+const tally = new Tally()
 let stopped = false
-let acked = 0
-/** Every OK, warm-up included: what the sink must hold afterwards. */
-let ackedTotal = 0
 let sentTotal = 0
 let skipped = 0
-let errors = 0
-let firstError: string | undefined
 
 // Paced mode: one timer for all connections, every millisecond (the shortest a Node timer
 // waits); each tick every connection sends the frames due since it started.
@@ -96,7 +88,7 @@ function connect(index: number): Promise<void> {
         while (due < target) {
           due++
           if (outstanding() < opts.inflight) send()
-          else if (measuring) skipped++
+          else if (tally.measuring) skipped++
         }
       })
     }
@@ -119,24 +111,13 @@ function connect(index: number): Promise<void> {
         sentAt.splice(0, head)
         head = 0
       }
-      if (text !== 'OK') {
-        errors++
-        firstError ??= text
-      } else {
-        ackedTotal++
-        if (measuring) {
-          acked++
-          if (sampleCount < MAX_SAMPLES) samples[sampleCount++] = (performance.now() - t0) * 1000
-        }
-      }
+      if (text !== 'OK') tally.error(text)
+      else tally.ack(t0)
       if (!stopped && !paced) send()
     })
     ws.on('error', (err) => reject(err))
     ws.on('close', (code) => {
-      if (!stopped) {
-        errors++
-        firstError ??= `closed ${code}`
-      }
+      if (!stopped) tally.error(`closed ${code}`)
     })
     sockets.push(ws)
   })
@@ -151,28 +132,12 @@ async function main(): Promise<void> {
   for (let i = 0; i < opts.connections; i += 64) {
     await Promise.all(Array.from({ length: Math.min(64, opts.connections - i) }, (_, k) => connect(i + k)))
   }
-  await new Promise((r) => setTimeout(r, opts.warmupMs))
-  measuring = true
-  const started = performance.now()
-  await new Promise((r) => setTimeout(r, opts.durationMs))
-  measuring = false
-  const seconds = (performance.now() - started) / 1000
+  const seconds = await tally.window(opts.warmupMs, opts.durationMs)
   stopped = true
   clearInterval(pacer)
-  const sorted = samples.subarray(0, sampleCount).sort()
-  const pct = (p: number) => (sampleCount === 0 ? null : (sorted[Math.min(sampleCount - 1, Math.floor(p * sampleCount))] as number) / 1000)
   process.stdout.write(
     JSON.stringify({
-      frames: acked,
-      lines: acked * opts.linesPerFrame,
-      seconds,
-      frames_per_s: acked / seconds,
-      lines_per_s: (acked * opts.linesPerFrame) / seconds,
-      p50_ms: pct(0.5),
-      p99_ms: pct(0.99),
-      errors,
-      first_error: firstError ?? null,
-      lines_acked_total: ackedTotal * opts.linesPerFrame,
+      ...tally.result(opts.linesPerFrame, seconds),
       frames_sent_total: sentTotal,
       ...(paced ? { target_frames_per_s: opts.rate, skipped } : {}),
     }) + '\n',
