@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import accessPlugin from './auth/access-plugin.js'
 import authPlugin from './auth/plugin.js'
@@ -85,7 +85,7 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
 }
 
 /** The one error handler: {"error","message"}; details of a 5xx stay in the log. */
-function errorHandler(this: FastifyInstance, err: FastifyError | AppError | Error, request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) {
+function errorHandler(err: FastifyError | AppError | Error, request: FastifyRequest, reply: FastifyReply) {
   if (hasZodFastifySchemaValidationErrors(err)) {
     const issue = err.validation[0]
     const where = err.validationContext ?? 'request'

@@ -5,6 +5,7 @@ import jwt from 'jsonwebtoken'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startFakeInflux, type FakeInflux } from '../helpers/fake-influx.js'
 import { startGatewayProcess, type GatewayProcess } from '../helpers/process.js'
+import { waitUntil } from '../helpers/wait.js'
 import { TestClient } from '../helpers/ws-client.js'
 
 // Nothing acknowledged is lost: sink outages, a SIGKILLed gateway, a full spool, a torn
@@ -17,13 +18,6 @@ const token = jwt.sign(
   { expiresIn: 3600 },
 )
 
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
 
 /** Frame i carries the single line `rel,i=<i> v=<i> <i+1>`; returns the ids of OK'd frames. */
 function idOf(line: string): number {
@@ -64,12 +58,7 @@ describe('reliability of the ingest path', () => {
     return g
   }
 
-  const connect = async (g: GatewayProcess) => {
-    const c = await TestClient.connect(`ws://127.0.0.1:${g.httpPort}/time-series`)
-    c.send(`$AUTH ${token}`)
-    expect(await c.next()).toBe('AUTH_SUCCESS')
-    return c
-  }
+  const connect = (g: GatewayProcess) => TestClient.authenticated(`ws://127.0.0.1:${g.httpPort}`, token)
 
   it('sink down for 5 s (503, then dropped connections) while 5,000 frames stream: every OK is stored exactly once', async () => {
     const g = await start()
@@ -99,7 +88,7 @@ describe('reliability of the ingest path', () => {
       })
     })
     expect(acked.length).toBeGreaterThan(0)
-    await until(() => new Set(influx.lines.map(idOf)).size >= acked.length, 30_000, 'the spool to drain')
+    await waitUntil(() => new Set(influx.lines.map(idOf)).size >= acked.length, 30_000, 'the spool to drain')
     const stored = influx.lines.map(idOf)
     for (const id of acked) expect(stored).toContain(id)
     expect(stored.length).toBe(new Set(stored).size) // none twice
@@ -128,7 +117,7 @@ describe('reliability of the ingest path', () => {
 
     influx.setMode('ok')
     await start()
-    await until(() => [...acked].every((id) => influx.lines.some((l) => idOf(l) === id)), 30_000, 'replay after restart')
+    await waitUntil(() => [...acked].every((id) => influx.lines.some((l) => idOf(l) === id)), 30_000, 'replay after restart')
     const stored = new Set(influx.lines.map(idOf))
     for (const id of acked) expect(stored.has(id)).toBe(true)
   }, 120_000)
@@ -154,7 +143,7 @@ describe('reliability of the ingest path', () => {
     expect(peakMb).toBeLessThan(400)
 
     influx.setMode('ok')
-    await until(() => new Set(influx.lines.map(idOf)).size >= acked.length, 60_000, 'the spool to drain')
+    await waitUntil(() => new Set(influx.lines.map(idOf)).size >= acked.length, 60_000, 'the spool to drain')
     const stored = new Set(influx.lines.map(idOf))
     for (const id of acked) expect(stored.has(id)).toBe(true)
     c.close()
@@ -179,7 +168,7 @@ describe('reliability of the ingest path', () => {
 
     influx.setMode('ok')
     const again = await start({ LOG_LEVEL: 'info' })
-    await until(() => influx.lines.length >= 19, 30_000, 'replay of the intact records')
+    await waitUntil(() => influx.lines.length >= 19, 30_000, 'replay of the intact records')
     await new Promise((r) => setTimeout(r, 300))
     expect(influx.lines.map(idOf).sort((a, b) => a - b)).toEqual([...Array(19).keys()])
     expect(again.output.some((l) => l.includes('torn'))).toBe(true)
@@ -190,7 +179,7 @@ describe('reliability of the ingest path', () => {
     const g = await start({ SINK_TIMEOUT_MS: '60000' })
     const c = await connect(g)
     c.send('rel,i=1 v=1 2')
-    await until(() => influx.writes.length > 0, 10_000, 'the write to reach the sink')
+    await waitUntil(() => influx.writes.length > 0, 10_000, 'the write to reach the sink')
     g.child.kill('SIGTERM')
     // The batch is still under way: the process must not have exited.
     await new Promise((r) => setTimeout(r, 500))
@@ -215,7 +204,7 @@ describe('reliability of the ingest path', () => {
     expect(metrics).toMatch(/^mc_spool_lines 10$/m)
     expect(metrics).toMatch(/^mc_spooling 1$/m)
     influx.setMode('ok')
-    await until(() => influx.lines.length === 10, 15_000, 'the spool to drain')
+    await waitUntil(() => influx.lines.length === 10, 15_000, 'the spool to drain')
     const after = await (await fetch(`http://127.0.0.1:${g.httpPort}/metrics`)).text()
     expect(after).toMatch(/^mc_spool_lines 0$/m)
     expect(after).toMatch(/^mc_spool_replayed_lines_total 10$/m)

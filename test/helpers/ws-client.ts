@@ -30,6 +30,15 @@ export class TestClient {
     })
   }
 
+  /** Connects to /time-series at `wsUrl` and authenticates; fails unless AUTH_SUCCESS comes back. */
+  static async authenticated(wsUrl: string, token: string): Promise<TestClient> {
+    const c = await TestClient.connect(`${wsUrl}/time-series`)
+    c.send(`$AUTH ${token}`)
+    const reply = await c.next()
+    if (reply !== 'AUTH_SUCCESS') throw new Error(`expected AUTH_SUCCESS, got ${reply}`)
+    return c
+  }
+
   send(text: string | Buffer): void {
     this.ws.send(text)
   }

@@ -9,12 +9,7 @@ import { TestClient } from '../helpers/ws-client.js'
 const token = (user = 'john_doe', org = 'acme_corp') =>
   jwt.sign({ user, user_id: '1', org, org_id: '2', account_id: '3', type: 'stream' }, TEST_SECRET, { expiresIn: 3600 })
 
-async function authed(t: TestApp, user?: string, org?: string): Promise<TestClient> {
-  const c = await TestClient.connect(`${t.wsUrl}/time-series`)
-  c.send(`$AUTH ${token(user, org)}`)
-  expect(await c.next()).toBe('AUTH_SUCCESS')
-  return c
-}
+const authed = (t: TestApp, user?: string, org?: string) => TestClient.authenticated(t.wsUrl, token(user, org))
 
 describe('/time-series into an InfluxDB 3 write API (the real client against a server answering as Core does)', () => {
   let influx: FakeInflux

@@ -2,6 +2,7 @@ import jwt from 'jsonwebtoken'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
 import { RecordingSink, permanentFailure, transientFailure } from '../helpers/recording-sink.js'
+import { waitUntil } from '../helpers/wait.js'
 import { TestClient } from '../helpers/ws-client.js'
 
 function streamToken(claims: Record<string, unknown> = {}, expiresInS = 3600): string {
@@ -12,20 +13,7 @@ function streamToken(claims: Record<string, unknown> = {}, expiresInS = 3600): s
   )
 }
 
-async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-async function authed(t: TestApp, token = streamToken()): Promise<TestClient> {
-  const c = await TestClient.connect(`${t.wsUrl}/time-series`)
-  c.send(`$AUTH ${token}`)
-  expect(await c.next()).toBe('AUTH_SUCCESS')
-  return c
-}
+const authed = (t: TestApp, token = streamToken()) => TestClient.authenticated(t.wsUrl, token)
 
 describe('/time-series', () => {
   let t: TestApp
@@ -187,9 +175,9 @@ describe('/time-series', () => {
     expect(sink.lines).toEqual([])
     expect(t.app.sink.mode).toBe('spooling')
     sink.failWith = undefined
-    await waitFor(() => sink.lines.length === 2)
+    await waitUntil(() => sink.lines.length === 2)
     expect(sink.lines).toEqual(['down,user=john_doe,org=acme_corp v=1 1', 'down,user=john_doe,org=acme_corp v=2 2'])
-    await waitFor(() => t.app.sink.mode === 'direct')
+    await waitUntil(() => t.app.sink.mode === 'direct')
     sink.failWith = permanentFailure()
     c.send('refused v=1 1')
     expect(await c.next()).toMatch(/^ERR rejected: /)
