@@ -70,6 +70,13 @@ const envSchema = z
     PASSWORD_SCRYPT_LOG2_N: z.coerce.number().int().min(10).max(20).default(15),
     PASSWORD_SCRYPT_P: z.coerce.number().int().min(1).max(16).default(3),
     PASSWORD_HASH_MAX_CONCURRENT: positiveInt.default(2),
+    PASSWORD_HASH_MAX_QUEUE: positiveInt.default(64),
+    TOKEN_ISSUER: z.string().trim().min(1).default('matt-collector'),
+    TOKEN_REVOCATION_CHECK_MS: positiveInt.default(2000),
+    SHUTDOWN_GRACE_MS: positiveInt.default(25_000),
+    WS_MAX_HELD_BYTES: positiveInt.default(8 * 1024 * 1024),
+    BATCH_MAX_QUEUED_BYTES: positiveInt.default(128 * 1024 * 1024),
+    HTTP_WRITE_MAX_INFLIGHT_BYTES: positiveInt.default(256 * 1024 * 1024),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production') {
@@ -83,6 +90,14 @@ const envSchema = z
       if (env.ALLOWED_ORIGINS === undefined) {
         ctx.addIssue({ code: 'custom', path: ['ALLOWED_ORIGINS'], message: 'is required in production' })
       }
+    }
+    if (env.SHUTDOWN_GRACE_MS <= env.SINK_TIMEOUT_MS) {
+      // A shorter grace would exit while a sink write, and so a reply, is still owed.
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SHUTDOWN_GRACE_MS'],
+        message: `must be larger than SINK_TIMEOUT_MS (${env.SINK_TIMEOUT_MS})`,
+      })
     }
     if (env.INFLUXDB_URL !== undefined && env.INFLUXDB_DATABASE === undefined) {
       ctx.addIssue({ code: 'custom', path: ['INFLUXDB_DATABASE'], message: 'is required when INFLUXDB_URL is set' })
@@ -108,14 +123,25 @@ export interface Config {
   allowedOrigins: string[] | undefined
   maxConnections: number
   logLevel: Env['LOG_LEVEL']
-  batch: { maxLines: number; maxBytes: number; lingerMs: number; maxInflight: number }
+  /** `maxQueuedBytes`: full batches waiting for a sink write slot; past it, `ERR busy: retry`. */
+  batch: { maxLines: number; maxBytes: number; lingerMs: number; maxInflight: number; maxQueuedBytes: number }
   sinkTimeoutMs: number
+  /** How long a graceful shutdown may take before the process exits anyway (> sinkTimeoutMs). */
+  shutdownGraceMs: number
   /** On-disk spool under dataDir/spool for batches the sink cannot take; replay backoff. */
   spool: { maxBytes: number; segmentBytes: number; retryMinMs: number; retryMaxMs: number }
-  ws: { maxFrameBytes: number; authTimeoutMs: number; maxPendingFrames: number }
-  /** HTTP line-protocol ingest: largest body (compressed or not); Retry-After on 503. */
-  httpWrite: { maxBodyBytes: number; retryAfterS: number }
-  jwt: { clockSkewS: number; streamTokenTtlS: number }
+  /** `maxHeldBytes`: frames one connection may send while its `$AUTH` is being checked. */
+  ws: { maxFrameBytes: number; authTimeoutMs: number; maxPendingFrames: number; maxHeldBytes: number }
+  /**
+   * HTTP line-protocol ingest: largest body (compressed or not); Retry-After on 503;
+   * `maxInflightBytes`: bodies of all requests being handled at once, past it 503.
+   */
+  httpWrite: { maxBodyBytes: number; retryAfterS: number; maxInflightBytes: number }
+  /**
+   * `issuer`: `iss` of the gateway's own tokens; `revocationCheckMs`: how often open sessions
+   * check that their API token and user still exist.
+   */
+  jwt: { clockSkewS: number; streamTokenTtlS: number; issuer: string; revocationCheckMs: number }
   /** Take the client address from X-Forwarded-For (behind Caddy or another proxy). */
   trustProxy: boolean
   users: UsersConfig
@@ -128,7 +154,8 @@ export interface UsersConfig {
   refreshTokenTtlS: number
   login: { windowS: number; maxFailuresPerUsername: number; maxFailuresPerIp: number }
   /** scrypt cost N = 2^log2N, block size r = 8, parallelism p. */
-  password: { scryptLog2N: number; scryptP: number; maxConcurrent: number }
+  /** `maxQueue`: hashes waiting for a slot; past it login answers 503. */
+  password: { scryptLog2N: number; scryptP: number; maxConcurrent: number; maxQueue: number }
 }
 
 export class ConfigError extends Error {
@@ -178,8 +205,10 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       maxBytes: e.BATCH_MAX_BYTES,
       lingerMs: e.BATCH_LINGER_MS,
       maxInflight: e.BATCH_MAX_INFLIGHT,
+      maxQueuedBytes: e.BATCH_MAX_QUEUED_BYTES,
     },
     sinkTimeoutMs: e.SINK_TIMEOUT_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     spool: {
       maxBytes: e.SPOOL_MAX_BYTES,
       segmentBytes: e.SPOOL_SEGMENT_BYTES,
@@ -190,9 +219,19 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       maxFrameBytes: e.WS_MAX_FRAME_BYTES,
       authTimeoutMs: e.WS_AUTH_TIMEOUT_MS,
       maxPendingFrames: e.WS_MAX_PENDING_FRAMES,
+      maxHeldBytes: e.WS_MAX_HELD_BYTES,
     },
-    httpWrite: { maxBodyBytes: e.HTTP_WRITE_MAX_BODY_BYTES, retryAfterS: e.RETRY_AFTER_S },
-    jwt: { clockSkewS: e.JWT_CLOCK_SKEW_S, streamTokenTtlS: e.STREAM_TOKEN_TTL_S },
+    httpWrite: {
+      maxBodyBytes: e.HTTP_WRITE_MAX_BODY_BYTES,
+      retryAfterS: e.RETRY_AFTER_S,
+      maxInflightBytes: e.HTTP_WRITE_MAX_INFLIGHT_BYTES,
+    },
+    jwt: {
+      clockSkewS: e.JWT_CLOCK_SKEW_S,
+      streamTokenTtlS: e.STREAM_TOKEN_TTL_S,
+      issuer: e.TOKEN_ISSUER,
+      revocationCheckMs: e.TOKEN_REVOCATION_CHECK_MS,
+    },
     trustProxy: e.TRUST_PROXY,
     users: {
       admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD, email: e.ADMIN_EMAIL, org: e.ADMIN_ORG },
@@ -207,6 +246,7 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
         scryptLog2N: e.PASSWORD_SCRYPT_LOG2_N,
         scryptP: e.PASSWORD_SCRYPT_P,
         maxConcurrent: e.PASSWORD_HASH_MAX_CONCURRENT,
+        maxQueue: e.PASSWORD_HASH_MAX_QUEUE,
       },
     },
   }
