@@ -11,6 +11,10 @@ export interface StreamIdentity {
   /** Token expiry, epoch seconds. */
   exp: number
   tagging: Tagging
+  /** The user behind the token, when it is one of the gateway's users (access or API token). */
+  userId?: string
+  /** The API token in use, when the session authenticated with one. */
+  apiTokenId?: string
 }
 
 /** The part of a WebSocket the protocol needs (a `ws` WebSocket fits). */
@@ -90,6 +94,21 @@ export class StreamSession {
 
   get org(): string | undefined {
     return this.identity?.org
+  }
+
+  /** The identity in use (undefined before `AUTH_SUCCESS`). */
+  get currentIdentity(): StreamIdentity | undefined {
+    return this.identity
+  }
+
+  /**
+   * The token in use was revoked (or its user deleted): answer what is owed, then
+   * `AUTH_EXPIRED` and close 4401, as when the token lapses.
+   */
+  revoke(): void {
+    if (this.state !== 'open') return
+    this.answer(this.reserve(), 'AUTH_EXPIRED')
+    this.closeWhenAnswered(CLOSE_AUTH, 'token revoked')
   }
 
   onFrame(frame: string): void {

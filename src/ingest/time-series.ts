@@ -4,6 +4,12 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { StreamSession, type FrameSocket } from './stream-session.js'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    streamSessions: ReadonlySet<StreamSession>
+  }
+}
+
 export interface TimeSeriesOptions {
   prefix: string
   authTimeoutMs: number
@@ -14,6 +20,8 @@ export interface TimeSeriesOptions {
 export default fp(
   async (app: FastifyInstance, opts: TimeSeriesOptions) => {
     const sessions = new Set<StreamSession>()
+    // Live sessions, for whoever must end some of them (token revocation, the admin API).
+    app.decorate('streamSessions', sessions as ReadonlySet<StreamSession>)
     // Stream tokens, user access tokens and ingest:write API tokens (docs/API.md section 5).
     const authenticate = app.ingestAuthenticator
     const gauge = app.metrics.wsConnections.labels('time-series')
