@@ -15,10 +15,20 @@ describe('loadConfig', () => {
     expect(c.mqtt).toEqual({ enabled: true, port: 1883 })
     expect(c.allowedOrigins).toBeUndefined()
     expect(c.maxConnections).toBe(10_000)
-    expect(c.batch).toEqual({ maxLines: 10_000, maxBytes: 8 * 1024 * 1024, lingerMs: 5, maxInflight: 4 })
+    expect(c.batch).toEqual({
+      maxLines: 10_000,
+      maxBytes: 8 * 1024 * 1024,
+      lingerMs: 5,
+      maxInflight: 4,
+      maxQueuedBytes: 128 * 1024 * 1024,
+    })
     expect(c.ws.maxFrameBytes).toBe(1_048_576)
     expect(c.ws.authTimeoutMs).toBe(10_000)
-    expect(c.jwt.clockSkewS).toBe(30)
+    expect(c.ws.maxHeldBytes).toBe(8 * 1024 * 1024)
+    expect(c.httpWrite.maxInflightBytes).toBe(256 * 1024 * 1024)
+    expect(c.jwt).toEqual({ clockSkewS: 30, streamTokenTtlS: 86_400, issuer: 'matt-collector', revocationCheckMs: 2000 })
+    expect(c.sinkTimeoutMs).toBe(10_000)
+    expect(c.shutdownGraceMs).toBe(25_000)
   })
 
   it('coerces numbers and booleans and trims lists', () => {
@@ -56,6 +66,9 @@ describe('loadConfig', () => {
     [{ MQTT_ENABLED: 'maybe' }, 'MQTT_ENABLED'],
     [{ INFLUXDB_URL: 'not a url', INFLUXDB_DATABASE: 'x' }, 'INFLUXDB_URL'],
     [{ INFLUXDB_URL: 'http://127.0.0.1:8181' }, 'INFLUXDB_DATABASE'],
+    [{ SINK_TIMEOUT_MS: '30000' }, 'SHUTDOWN_GRACE_MS must be larger than SINK_TIMEOUT_MS (30000)'],
+    [{ SHUTDOWN_GRACE_MS: '10000' }, 'SHUTDOWN_GRACE_MS'],
+    [{ WS_MAX_HELD_BYTES: '0' }, 'WS_MAX_HELD_BYTES'],
   ])('refuses %o naming %s', (env, variable) => {
     expect(() => loadConfig(env)).toThrow(ConfigError)
     expect(() => loadConfig(env)).toThrow(variable)

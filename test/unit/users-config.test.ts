@@ -10,7 +10,7 @@ describe('loadConfig: users, tokens and login limits', () => {
       accessTokenTtlS: 900,
       refreshTokenTtlS: 86_400,
       login: { windowS: 900, maxFailuresPerUsername: 10, maxFailuresPerIp: 50 },
-      password: { scryptLog2N: 15, scryptP: 3, maxConcurrent: 2 },
+      password: { scryptLog2N: 15, scryptP: 3, maxConcurrent: 2, maxQueue: 64 },
     })
   })
 
