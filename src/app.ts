@@ -2,10 +2,12 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import accessPlugin from './auth/access-plugin.js'
 import authPlugin from './auth/plugin.js'
+import revocationPlugin from './auth/revocation-plugin.js'
 import auditPlugin from './audit/plugin.js'
 import { loadOrCreateDevSecret } from './auth/secret.js'
 import type { Config } from './config.js'
 import { openDb, type Db } from './db/index.js'
+import { lockDataDir } from './db/data-dir-lock.js'
 import dbPlugin from './db/plugin.js'
 import { AppError } from './errors.js'
 import sinkPlugin from './ingest/sink-plugin.js'
@@ -38,6 +40,9 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     // Per-request logs would cost more than an ingest request itself; errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
+    // avvio applies this to every preClose hook too: the ws plugin's waits for owed replies,
+    // which may take up to the shutdown grace (src/main.ts bounds the whole shutdown).
+    pluginTimeout: config.shutdownGraceMs,
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
@@ -45,6 +50,11 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ error: 'not_found', message: `no route ${request.method} ${request.url}` })
   })
+
+  // One gateway per DATA_DIR (its spool and embedded Postgres live there): a second one is
+  // refused here, before either opens. Its hook is added first, so it runs last on close.
+  const lock = await lockDataDir(config.dataDir)
+  app.addHook('onClose', () => lock.release())
 
   let secret = config.jwtSecret
   if (secret === undefined) {
@@ -54,14 +64,25 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
   }
 
   // A database handed in stays its owner's to close; one opened here closes with the app.
-  const db = overrides.db ?? (await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: app.log }))
+  const db =
+    overrides.db ??
+    (await openDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: app.log }).catch(async (err: unknown) => {
+      await lock.release()
+      throw err
+    }))
   const prefix = config.pathPrefix
   try {
     await app.register(dbPlugin, { db, owned: overrides.db === undefined })
     await app.register(metricsPlugin)
     await app.register(sinkPlugin, { config, ...(overrides.sink ? { sink: overrides.sink } : {}) })
-    await app.register(authPlugin, { prefix, secret, ...config.jwt })
+    await app.register(authPlugin, {
+      prefix,
+      secret,
+      ...config.jwt,
+      maxOwnTokenTtlS: Math.max(config.users.accessTokenTtlS, config.users.refreshTokenTtlS),
+    })
     await app.register(accessPlugin)
+    await app.register(revocationPlugin, { checkMs: config.jwt.revocationCheckMs })
     await app.register(auditPlugin, { prefix })
     await app.register(usersPlugin, { prefix, env: config.env, users: config.users })
     await app.register(wsPlugin, {
@@ -74,6 +95,7 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
       prefix,
       authTimeoutMs: config.ws.authTimeoutMs,
       maxPendingFrames: config.ws.maxPendingFrames,
+      maxHeldBytes: config.ws.maxHeldBytes,
     })
     await app.register(httpWritePlugin, { prefix, ...config.httpWrite })
     await app.ready()

@@ -2,9 +2,8 @@ import closeWithGrace from 'close-with-grace'
 import type { AddressInfo } from 'node:net'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
-
-// How long a graceful shutdown may take before the process exits anyway.
-const SHUTDOWN_GRACE_MS = 25_000
+import { DataDirLockedError } from './db/data-dir-lock.js'
+import { DbError } from './db/db.js'
 
 async function main(): Promise<void> {
   let config
@@ -18,8 +17,9 @@ async function main(): Promise<void> {
     throw err
   }
   const app = await buildApp(config)
-  // A second signal during the grace period exits at once (close-with-grace does that).
-  closeWithGrace({ delay: SHUTDOWN_GRACE_MS, logger: app.log }, async ({ signal, err }) => {
+  // SHUTDOWN_GRACE_MS, longer than a sink write may take (config.ts insists): every owed
+  // reply goes out before it ends. A second signal during it exits at once.
+  closeWithGrace({ delay: config.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
     else app.log.info({ signal }, 'shutting down')
     await app.close()
@@ -33,6 +33,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`matt-collector: failed to start: ${(err as Error)?.stack ?? String(err)}\n`)
+  // A refusal that says what to do (the database cannot start, DATA_DIR is in use) is one
+  // line; anything else is a bug, shown with its stack.
+  const said = err instanceof DbError || err instanceof DataDirLockedError
+  process.stderr.write(`matt-collector: failed to start: ${said ? err.message : ((err as Error)?.stack ?? String(err))}\n`)
   process.exit(1)
 })

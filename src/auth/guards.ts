@@ -35,7 +35,7 @@ export interface UserGuardOptions {
 }
 
 export interface GuardDeps {
-  tokens: Pick<TokenService, 'verifyType'>
+  tokens: Pick<TokenService, 'verifyTypeFresh'>
   apiTokens: Pick<ApiTokenService, 'authenticate'>
 }
 
@@ -44,8 +44,8 @@ type Hook = (request: FastifyRequest) => Promise<void>
 export interface Guards {
   /** The user behind the request's bearer token, holding at least `role`; 401/403 otherwise. */
   user(request: FastifyRequest, role: Role, opts?: UserGuardOptions): Promise<UserPrincipal>
-  collector(request: FastifyRequest): CollectorPrincipal
-  stream(request: FastifyRequest): StreamPrincipal
+  collector(request: FastifyRequest): Promise<CollectorPrincipal>
+  stream(request: FastifyRequest): Promise<StreamPrincipal>
   /** onRequest hook: sets `request.principal`. */
   requireRole(role: Role, opts?: UserGuardOptions): Hook
   /** onRequest hook: sets `request.collectorPrincipal`. */
@@ -63,9 +63,9 @@ const invalidToken = (reason: string) => unauthorized(reason, 'invalid_token')
  * learns nothing of a route's schema.
  */
 export function createGuards(deps: GuardDeps): Guards {
-  const verify = (request: FastifyRequest, type: 'access' | 'collector' | 'stream') => {
+  const verify = async (request: FastifyRequest, type: 'access' | 'collector' | 'stream') => {
     try {
-      return deps.tokens.verifyType(bearerToken(request), [type])
+      return await deps.tokens.verifyTypeFresh(bearerToken(request), [type])
     } catch (err) {
       if (err instanceof TokenError) throw invalidToken(err.reason)
       throw err
@@ -74,7 +74,7 @@ export function createGuards(deps: GuardDeps): Guards {
 
   const user = async (request: FastifyRequest, role: Role, opts: UserGuardOptions = {}): Promise<UserPrincipal> => {
     const token = bearerToken(request)
-    const principal = isApiToken(token) ? await fromApiToken(token, opts.scope) : fromAccessToken(request)
+    const principal = isApiToken(token) ? await fromApiToken(token, opts.scope) : await fromAccessToken(request)
     if (!roleAtLeast(principal.role, role)) throw forbidden(`requires the ${role} role`)
     return principal
   }
@@ -87,8 +87,8 @@ export function createGuards(deps: GuardDeps): Guards {
     return { ...found.owner, via: 'api_token', apiTokenId: found.id, scopes: found.scopes }
   }
 
-  const fromAccessToken = (request: FastifyRequest): UserPrincipal => {
-    const { claims } = verify(request, 'access')
+  const fromAccessToken = async (request: FastifyRequest): Promise<UserPrincipal> => {
+    const { claims } = await verify(request, 'access')
     const { user_id, username, email, role, org, org_id } = claims
     if (typeof user_id !== 'string' || typeof username !== 'string' || !isRole(role)) {
       throw invalidToken('access token lacks user claims')
@@ -104,8 +104,8 @@ export function createGuards(deps: GuardDeps): Guards {
     }
   }
 
-  const collector = (request: FastifyRequest): CollectorPrincipal => {
-    const { claims, exp } = verify(request, 'collector')
+  const collector = async (request: FastifyRequest): Promise<CollectorPrincipal> => {
+    const { claims, exp } = await verify(request, 'collector')
     const id = claims.collector_id
     if ((typeof id !== 'string' && typeof id !== 'number') || String(id) === '') {
       throw invalidToken('token has no collector_id claim')
@@ -113,8 +113,8 @@ export function createGuards(deps: GuardDeps): Guards {
     return { collectorId: String(id), hostname: typeof claims.hostname === 'string' ? claims.hostname : '', exp }
   }
 
-  const stream = (request: FastifyRequest): StreamPrincipal => {
-    const { claims, exp } = verify(request, 'stream')
+  const stream = async (request: FastifyRequest): Promise<StreamPrincipal> => {
+    const { claims, exp } = await verify(request, 'stream')
     const text = (k: string) => (typeof claims[k] === 'string' ? (claims[k] as string) : '')
     if (text('user') === '' || text('org') === '') throw invalidToken('token has no user or org claim')
     return { user: text('user'), user_id: text('user_id'), org: text('org'), org_id: text('org_id'), account_id: text('account_id'), exp }
@@ -128,10 +128,10 @@ export function createGuards(deps: GuardDeps): Guards {
       request.principal = await user(request, role, opts)
     },
     requireCollector: () => async (request) => {
-      request.collectorPrincipal = collector(request)
+      request.collectorPrincipal = await collector(request)
     },
     requireStream: () => async (request) => {
-      request.streamPrincipal = stream(request)
+      request.streamPrincipal = await stream(request)
     },
   }
 }

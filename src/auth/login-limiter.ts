@@ -43,6 +43,14 @@ export class FailureLimiter {
     this.windows.set(key, { failures: 1, endsAt: this.now() + this.rule.windowMs })
   }
 
+  /** Takes back one failure counted earlier (a reservation that turned out not to be one). */
+  unfail(key: string): void {
+    const w = this.current(key)
+    if (w === undefined) return
+    if (w.failures <= 1) this.windows.delete(key)
+    else w.failures--
+  }
+
   reset(key: string): void {
     this.windows.delete(key)
   }
@@ -92,17 +100,35 @@ export class LoginLimiter {
     return ms > 0 ? Math.ceil(ms / 1000) : 0
   }
 
-  failed(username: string, ip: string): void {
+  /**
+   * Checks and counts in one step, before the password is verified: the attempt counts
+   * as a failure until `succeeded` or `release` says otherwise. Checking first and
+   * counting after the (slow) hash let any number of parallel guesses through; this way
+   * at most the limit of them reach the hasher. Answers the seconds to wait (nothing
+   * reserved) or 0 (reserved).
+   */
+  reserve(username: string, ip: string): number {
+    const retryAfterS = this.retryAfterS(username, ip)
+    if (retryAfterS > 0) return retryAfterS
     this.byUsername.fail(usernameKey(username))
     this.byIp.fail(ip)
+    return 0
+  }
+
+  /** The attempt was never judged (the hasher was busy, the database failed): uncount it. */
+  release(username: string, ip: string): void {
+    this.byUsername.unfail(usernameKey(username))
+    this.byIp.unfail(ip)
   }
 
   /**
-   * A correct password clears the username's count, not the address's: otherwise a
-   * guesser could clear its own count by logging into an account of its own.
+   * A correct password clears the username's count, and uncounts this attempt at the
+   * address without clearing the address's earlier failures: otherwise a guesser could
+   * clear its own count by logging into an account of its own.
    */
-  succeeded(username: string): void {
+  succeeded(username: string, ip: string): void {
     this.byUsername.reset(usernameKey(username))
+    this.byIp.unfail(ip)
   }
 }
 

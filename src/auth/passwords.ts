@@ -1,4 +1,5 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto'
+import { AppError } from '../errors.js'
 
 /**
  * Password hashing with node's scrypt (no native addon). Hashes are self-describing,
@@ -15,6 +16,23 @@ export interface PasswordHasherOptions {
    * a burst of logins from starving the spool.
    */
   maxConcurrent: number
+  /**
+   * Derivations waiting for a slot; one more is refused with HasherBusyError at once
+   * rather than queued, so a flood of logins costs bounded memory and bounded delay.
+   */
+  maxQueue: number
+}
+
+// What a refused caller is told to wait: a slot frees within one derivation (tens of ms).
+const BUSY_RETRY_AFTER_S = 1
+
+/** The wait queue is full: a 503 with Retry-After, nothing was checked. */
+export class HasherBusyError extends AppError {
+  override name = 'HasherBusyError'
+  readonly retryAfterS = BUSY_RETRY_AFTER_S
+  constructor() {
+    super(503, 'busy', 'too many password checks in progress; retry shortly')
+  }
 }
 
 // Block size 8 is scrypt's standard; the cost is tuned with N and p.
@@ -94,11 +112,17 @@ export class PasswordHasher {
     }
   }
 
+  /** Derivations running and waiting now. */
+  get load(): { running: number; waiting: number } {
+    return { running: this.running, waiting: this.waiting.length }
+  }
+
   private acquire(): Promise<void> {
     if (this.running < this.opts.maxConcurrent) {
       this.running++
       return Promise.resolve()
     }
+    if (this.waiting.length >= this.opts.maxQueue) return Promise.reject(new HasherBusyError())
     return new Promise((resolve) => this.waiting.push(resolve))
   }
 

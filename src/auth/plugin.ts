@@ -3,11 +3,13 @@ import fp from 'fastify-plugin'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { forbidden, unauthorized } from '../errors.js'
+import { SigningKeyStore } from './signing-keys.js'
 import { TokenError, TokenService } from './tokens.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     tokens: TokenService
+    signingKeys: SigningKeyStore
   }
 }
 
@@ -16,8 +18,25 @@ export interface AuthPluginOptions {
   secret: string
   clockSkewS: number
   streamTokenTtlS: number
+  /** `iss` of the gateway's own tokens. */
+  issuer: string
+  /** The longest lifetime of a token the gateway signs (a refresh token's). */
+  maxOwnTokenTtlS: number
 }
 
+// Each instance rereads the keys this often, so a rotation made elsewhere reaches its
+// signing within a minute; retired keys are kept that much longer.
+const KEY_RELOAD_INTERVAL_MS = 60_000
+// A token naming an unknown kid triggers a reload at most this often.
+const MIN_KEY_RELOAD_INTERVAL_MS = 1_000
+// JWKS answers may be cached this long by verifiers (they refetch on an unknown kid).
+const JWKS_MAX_AGE_S = 300
+
+const jwksSchema = z.object({
+  keys: z.array(
+    z.object({ kty: z.string(), crv: z.string(), x: z.string(), y: z.string(), kid: z.string(), alg: z.string(), use: z.string() }),
+  ),
+})
 const errorSchema = z.object({ error: z.string(), message: z.string() })
 const required = () => z.string({ error: 'required, a string' }).min(1, 'must not be empty')
 
@@ -40,8 +59,38 @@ export function bearerToken(request: FastifyRequest): string {
 /** Tokens, and `POST /mock-auth` of Matt Collector (docs/API.md sections 3-4). */
 export default fp(
   async (app: FastifyInstance, opts: AuthPluginOptions) => {
-    const tokens = new TokenService(opts)
+    const keys = new SigningKeyStore(app.db, {
+      retainRetiredS: opts.maxOwnTokenTtlS + opts.clockSkewS + KEY_RELOAD_INTERVAL_MS / 1000,
+      minReloadIntervalMs: MIN_KEY_RELOAD_INTERVAL_MS,
+    })
+    await keys.init()
+    const tokens = new TokenService(opts, keys)
+    app.decorate('signingKeys', keys)
     app.decorate('tokens', tokens)
+
+    const reload = setInterval(() => {
+      keys.refreshIfStale().catch((err: unknown) => app.log.warn({ err }, 'could not reload the signing keys'))
+    }, KEY_RELOAD_INTERVAL_MS)
+    reload.unref()
+    app.addHook('onClose', async () => clearInterval(reload))
+
+    // A well-known URL, served under PATH_PREFIX like every route: behind a prefix the
+    // root belongs to whoever else the proxy serves.
+    app.withTypeProvider<ZodTypeProvider>().get(
+      `${opts.prefix}/.well-known/jwks.json`,
+      {
+        schema: {
+          summary: "The gateway's public signing keys (RFC 7517): verify user and collector tokens with them",
+          response: { 200: jwksSchema },
+        },
+      },
+      async (_request, reply) => {
+        // Another instance may have rotated: answer with what the database holds now.
+        await keys.refreshIfStale()
+        reply.header('cache-control', `public, max-age=${JWKS_MAX_AGE_S}`)
+        return keys.jwks()
+      },
+    )
 
     app.withTypeProvider<ZodTypeProvider>().post(
       `${opts.prefix}/mock-auth`,
@@ -71,7 +120,7 @@ export default fp(
       },
     )
   },
-  { name: 'auth' },
+  { name: 'auth', dependencies: ['db'] },
 )
 
 declare module 'fastify' {

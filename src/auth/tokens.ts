@@ -1,5 +1,6 @@
 import { createSecretKey, type KeyObject } from 'node:crypto'
 import jwt from 'jsonwebtoken'
+import { SIGNING_ALG, type SigningKeyStore } from './signing-keys.js'
 
 /** Claims of the tokens this gateway signs or accepts (docs/API.md section 3). */
 export interface StreamClaims {
@@ -17,6 +18,8 @@ export interface BackendClaims {
 }
 
 export type TokenType = 'stream' | 'access' | 'refresh' | 'collector'
+/** Tokens only the gateway makes: signed with its own key, never with JWT_SECRET. */
+export type OwnTokenType = Exclude<TokenType, 'stream'>
 
 export interface VerifiedToken {
   claims: Record<string, unknown>
@@ -26,48 +29,65 @@ export interface VerifiedToken {
 
 export class TokenError extends Error {
   override name = 'TokenError'
+  /** Signed with a key this instance has not loaded (yet): worth one reload. */
+  readonly unknownKid: boolean
   constructor(
     readonly reason: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; unknownKid?: boolean },
   ) {
     super(reason, options)
+    this.unknownKid = options?.unknownKid === true
   }
 }
 
-const ALGORITHM = 'HS256'
+const SHARED_ALG = 'HS256'
+const OWN_TYPES: readonly string[] = ['access', 'refresh', 'collector'] satisfies OwnTokenType[]
 
 export interface TokenServiceOptions {
+  /** JWT_SECRET: backend tokens and stream tokens only. */
   secret: string
   clockSkewS: number
   streamTokenTtlS: number
+  /** `iss` of the gateway's own tokens. */
+  issuer: string
 }
 
-/** HS256 only: the algorithm is pinned, so `none` and algorithm switches are refused. */
+export type OwnKeys = Pick<SigningKeyStore, 'current' | 'get' | 'refresh'>
+
+/**
+ * Two keys, each pinned to its own algorithm and its own token types: JWT_SECRET (HS256)
+ * for what the backend could make anyway (backend and stream tokens), the gateway's key
+ * (ES256, by `kid`) for user and collector tokens. A token signed with the other key than
+ * its type calls for is refused, so whoever holds JWT_SECRET cannot act as a user.
+ * `none` and algorithm switches are refused.
+ */
 export class TokenService {
   /**
    * A KeyObject made once: given a string, jsonwebtoken first tries it as a public key
    * (createPublicKey throws) on every verification, about 30 times the cost of the check.
    */
-  private readonly key: KeyObject
+  private readonly sharedKey: KeyObject
 
-  constructor(private readonly opts: TokenServiceOptions) {
-    this.key = createSecretKey(Buffer.from(opts.secret, 'utf8'))
+  constructor(
+    private readonly opts: TokenServiceOptions,
+    private readonly keys: OwnKeys,
+  ) {
+    this.sharedKey = createSecretKey(Buffer.from(opts.secret, 'utf8'))
   }
 
+  /**
+   * Any token this gateway accepts, checked against the key its header names. Synchronous;
+   * a kid not loaded yet throws a TokenError with `unknownKid` (see verifyTypeFresh).
+   */
   verify(token: string): VerifiedToken {
-    let decoded: unknown
-    try {
-      decoded = jwt.verify(token, this.key, {
-        algorithms: [ALGORITHM],
-        clockTolerance: this.opts.clockSkewS,
-      })
-    } catch (err) {
-      throw new TokenError(describeJwtError(err), { cause: err })
-    }
-    if (typeof decoded !== 'object' || decoded === null) throw new TokenError('token payload is not an object')
-    const claims = decoded as Record<string, unknown>
-    if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) throw new TokenError('token has no exp claim')
-    return { claims, exp: claims.exp }
+    const header = decodeHeader(token)
+    const own = header.alg === SIGNING_ALG
+    const verified = own ? this.verifyOwn(token, header.kid) : this.verifyShared(token)
+    const type = verified.claims.type
+    const ownType = typeof type === 'string' && OWN_TYPES.includes(type)
+    if (own && !ownType) throw new TokenError(`wrong signing key: ${describeType(type)} is not signed by the gateway`)
+    if (!own && ownType) throw new TokenError(`wrong signing key: ${type} tokens are signed by the gateway's own key`)
+    return verified
   }
 
   /** A token whose `type` claim must be one of `types`. */
@@ -80,9 +100,23 @@ export class TokenService {
     return verified
   }
 
-  /** Tokens made by mattpm-backend: `userId`, `email`, `iat`, `exp`, no `type`. */
+  /**
+   * verifyType, reloading the keys once when the token names a kid not loaded yet (a
+   * rotation on another instance).
+   */
+  async verifyTypeFresh(token: string, types: readonly TokenType[]): Promise<VerifiedToken> {
+    try {
+      return this.verifyType(token, types)
+    } catch (err) {
+      if (!(err instanceof TokenError) || !err.unknownKid) throw err
+    }
+    await this.keys.refresh()
+    return this.verifyType(token, types)
+  }
+
+  /** Tokens made by mattpm-backend: `userId`, `email`, `iat`, `exp`, no `type`, HS256. */
   verifyBackend(token: string): BackendClaims {
-    const { claims } = this.verify(token)
+    const { claims } = this.verifyShared(token)
     if (claims.type !== undefined) throw new TokenError('wrong token type: expected a backend token')
     const userId = claims.userId
     if (typeof userId !== 'string' && typeof userId !== 'number') throw new TokenError('token has no userId claim')
@@ -90,12 +124,19 @@ export class TokenService {
   }
 
   signStream(claims: Omit<StreamClaims, 'type'>): { token: string; exp: number } {
-    return this.sign({ ...claims, type: 'stream' }, this.opts.streamTokenTtlS)
+    const exp = Math.floor(Date.now() / 1000) + this.opts.streamTokenTtlS
+    const token = jwt.sign({ ...claims, type: 'stream', exp }, this.sharedKey, { algorithm: SHARED_ALG })
+    return { token, exp }
   }
 
-  sign(claims: Record<string, unknown>, ttlS: number): { token: string; exp: number } {
+  /** A user or collector token, signed with the gateway's current key, with `iss` and `kid`. */
+  sign(type: OwnTokenType, claims: Record<string, unknown>, ttlS: number): { token: string; exp: number } {
+    const key = this.keys.current()
     const exp = Math.floor(Date.now() / 1000) + ttlS
-    const token = jwt.sign({ ...claims, exp }, this.key, { algorithm: ALGORITHM })
+    const token = jwt.sign({ ...claims, type, iss: this.opts.issuer, exp }, key.privateKey, {
+      algorithm: SIGNING_ALG,
+      keyid: key.kid,
+    })
     return { token, exp }
   }
 
@@ -103,7 +144,43 @@ export class TokenService {
   msUntilExpiry(exp: number): number {
     return (exp + this.opts.clockSkewS) * 1000 - Date.now()
   }
+
+  private verifyOwn(token: string, kid: unknown): VerifiedToken {
+    if (typeof kid !== 'string' || kid === '') throw new TokenError('token has no kid')
+    const key = this.keys.get(kid)
+    if (key === undefined) throw new TokenError('unknown signing key', { unknownKid: true })
+    return this.check(token, key.publicKey, SIGNING_ALG, this.opts.issuer)
+  }
+
+  private verifyShared(token: string): VerifiedToken {
+    return this.check(token, this.sharedKey, SHARED_ALG, undefined)
+  }
+
+  private check(token: string, key: KeyObject, algorithm: jwt.Algorithm, issuer: string | undefined): VerifiedToken {
+    let decoded: unknown
+    try {
+      decoded = jwt.verify(token, key, {
+        algorithms: [algorithm],
+        clockTolerance: this.opts.clockSkewS,
+        ...(issuer !== undefined ? { issuer } : {}),
+      })
+    } catch (err) {
+      throw new TokenError(describeJwtError(err), { cause: err })
+    }
+    if (typeof decoded !== 'object' || decoded === null) throw new TokenError('token payload is not an object')
+    const claims = decoded as Record<string, unknown>
+    if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) throw new TokenError('token has no exp claim')
+    return { claims, exp: claims.exp }
+  }
 }
+
+function decodeHeader(token: string): { alg?: unknown; kid?: unknown } {
+  const decoded = jwt.decode(token, { complete: true })
+  if (decoded === null || typeof decoded.header !== 'object') throw new TokenError('malformed token')
+  return decoded.header
+}
+
+const describeType = (type: unknown) => (typeof type === 'string' ? `a ${type} token` : 'a token without a gateway type')
 
 function describeJwtError(err: unknown): string {
   if (err instanceof jwt.TokenExpiredError) return 'token expired'
@@ -112,6 +189,7 @@ function describeJwtError(err: unknown): string {
     if (err.message === 'invalid signature') return 'invalid signature'
     if (err.message === 'invalid algorithm') return 'algorithm not allowed'
     if (err.message === 'jwt malformed' || err.message === 'invalid token') return 'malformed token'
+    if (err.message.startsWith('jwt issuer invalid')) return 'wrong issuer'
     return err.message
   }
   return 'invalid token'

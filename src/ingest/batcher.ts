@@ -9,6 +9,12 @@ export interface BatcherOptions {
   lingerMs: number
   /** Sink writes under way at once; frames keep gathering while every slot is busy. */
   maxInflight: number
+  /**
+   * Bytes gathered but not yet handed to the sink (the batch being filled and the full
+   * ones waiting for a slot). A frame that would pass it is refused at once with a
+   * transient error (`ERR busy: retry`, 503) instead of queueing without bound.
+   */
+  maxQueuedBytes: number
 }
 
 export interface FlushReport {
@@ -26,9 +32,16 @@ interface Batch {
   counts: number[]
   lines: number
   bytes: number
+  /** Its frames were already answered (shutdown deadline): the write's outcome is not theirs to hear. */
+  answered: boolean
 }
 
-const emptyBatch = (): Batch => ({ texts: [], acks: [], counts: [], lines: 0, bytes: 0 })
+const emptyBatch = (): Batch => ({ texts: [], acks: [], counts: [], lines: 0, bytes: 0, answered: false })
+
+// Shared: refusing a frame must not allocate (it happens exactly when memory is short).
+const QUEUE_FULL = new SinkError('batch queue full', true)
+const SHUTTING_DOWN = new SinkError('shutting down', true)
+const NOT_DURABLE_IN_TIME = new SinkError('not made durable before the shutdown deadline', true)
 
 /**
  * Group commit: frames from every connection are gathered into one batch and written to
@@ -40,7 +53,12 @@ const emptyBatch = (): Batch => ({ texts: [], acks: [], counts: [], lines: 0, by
 export class Batcher {
   private current = emptyBatch()
   private readonly full: Batch[] = []
-  private inflight = 0
+  /** Batches handed to the sink whose write has not settled. */
+  private readonly writing = new Set<Batch>()
+  /** Of those, the ones whose frames still wait for their answer. */
+  private owing = 0
+  private queuedBytes = 0
+  private closing = false
   private timer: NodeJS.Timeout | undefined
   private idleWaiters: Array<() => void> = []
 
@@ -57,8 +75,17 @@ export class Batcher {
     return n
   }
 
+  /** Bytes gathered but not yet handed to the sink. */
+  get queued(): number {
+    return this.queuedBytes
+  }
+
   submit(text: string, lines: number, ack: Ack): void {
     const bytes = text.length
+    if (this.closing) return ack(SHUTTING_DOWN)
+    // An empty queue takes any frame: one larger than the bound could never be written otherwise.
+    if (this.queuedBytes > 0 && this.queuedBytes + bytes > this.opts.maxQueuedBytes) return ack(QUEUE_FULL)
+    this.queuedBytes += bytes
     let batch = this.current
     if (batch.lines > 0 && batch.bytes + bytes > this.opts.maxBytes) {
       this.seal()
@@ -77,19 +104,48 @@ export class Batcher {
     this.pump()
   }
 
-  /** Writes everything gathered so far and resolves when no write is under way. */
+  /** Writes everything gathered so far and resolves once every frame has been answered. */
   async flush(): Promise<void> {
-    if (this.current.lines > 0 || this.current.acks.length > 0) this.seal()
+    this.seal()
     this.pump()
-    if (this.inflight === 0 && this.full.length === 0) return
+    if (this.answeredAll()) return
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  /**
+   * Shutdown: frames submitted from now on are refused (transient), what is gathered is
+   * written, and whatever is not durable `deadlineMs` from now is answered with a
+   * transient error (`ERR busy: retry`, 503) so that no reply is owed when the process
+   * exits; a write still under way then may yet land (the client retries: at least once).
+   * Resolves once every frame has had its answer. Safe to call twice.
+   */
+  close(deadlineMs: number): Promise<void> {
+    this.closing = true
+    const flushed = this.flush()
+    if (this.answeredAll()) return flushed
+    const deadline = setTimeout(this.answerTheRest, deadlineMs)
+    return flushed.finally(() => clearTimeout(deadline))
+  }
+
+  private readonly answerTheRest = (): void => {
+    for (const batch of this.writing) {
+      if (batch.answered) continue
+      batch.answered = true
+      this.owing--
+      ackAll(batch.acks, NOT_DURABLE_IN_TIME)
+    }
+    for (const batch of this.full.splice(0)) {
+      this.queuedBytes -= batch.bytes
+      ackAll(batch.acks, NOT_DURABLE_IN_TIME)
+    }
+    this.wakeIdleWaiters()
   }
 
   private readonly onLinger = (): void => {
     this.timer = undefined
     if (this.current.acks.length === 0) return
     // Only write a partial batch when a slot is free; otherwise it keeps growing until one is.
-    if (this.inflight < this.opts.maxInflight) {
+    if (this.writing.size < this.opts.maxInflight) {
       this.seal()
       this.pump()
     }
@@ -106,20 +162,22 @@ export class Batcher {
   }
 
   private pump(): void {
-    while (this.inflight < this.opts.maxInflight) {
+    while (this.writing.size < this.opts.maxInflight) {
       const batch = this.full.shift()
       if (batch === undefined) break
       this.write(batch)
     }
     // A partial batch whose linger already passed goes out as soon as a slot frees.
-    if (this.inflight < this.opts.maxInflight && this.current.acks.length > 0 && this.timer === undefined) {
+    if (this.writing.size < this.opts.maxInflight && this.current.acks.length > 0 && this.timer === undefined) {
       this.seal()
       this.pump()
     }
   }
 
   private write(batch: Batch): void {
-    this.inflight++
+    this.writing.add(batch)
+    this.owing++
+    this.queuedBytes -= batch.bytes
     const started = performance.now()
     const text = batch.texts.length === 1 ? (batch.texts[0] as string) : batch.texts.join('')
     this.sink.write(text, batch.lines).then(
@@ -134,7 +192,7 @@ export class Batcher {
   }
 
   private finish(batch: Batch, started: number, error: SinkError | undefined): void {
-    this.inflight--
+    this.writing.delete(batch)
     this.onFlush({
       lines: batch.lines,
       frames: batch.acks.length,
@@ -142,20 +200,40 @@ export class Batcher {
       durationMs: performance.now() - started,
       error,
     })
-    const outcomes = error?.rejected === undefined ? undefined : frameOutcomes(batch.counts, error)
-    for (let i = 0; i < batch.acks.length; i++) {
-      try {
-        ;(batch.acks[i] as Ack)(outcomes === undefined ? error : outcomes[i])
-      } catch {
-        // An ack belongs to a connection; its failure must not stop the others' acks.
+    if (!batch.answered) {
+      batch.answered = true
+      this.owing--
+      if (error?.rejected === undefined) ackAll(batch.acks, error)
+      else {
+        const outcomes = frameOutcomes(batch.counts, error)
+        for (let i = 0; i < batch.acks.length; i++) ackOne(batch.acks[i] as Ack, outcomes[i])
       }
     }
     this.pump()
-    if (this.inflight === 0 && this.full.length === 0 && this.current.acks.length === 0) {
-      const waiters = this.idleWaiters
-      this.idleWaiters = []
-      for (const w of waiters) w()
-    }
+    this.wakeIdleWaiters()
+  }
+
+  private answeredAll(): boolean {
+    return this.owing === 0 && this.full.length === 0 && this.current.acks.length === 0
+  }
+
+  private wakeIdleWaiters(): void {
+    if (!this.answeredAll() || this.idleWaiters.length === 0) return
+    const waiters = this.idleWaiters
+    this.idleWaiters = []
+    for (const w of waiters) w()
+  }
+}
+
+function ackAll(acks: Ack[], error: SinkError | undefined): void {
+  for (let i = 0; i < acks.length; i++) ackOne(acks[i] as Ack, error)
+}
+
+function ackOne(ack: Ack, error: SinkError | undefined): void {
+  try {
+    ack(error)
+  } catch {
+    // An ack belongs to a connection; its failure must not stop the others' acks.
   }
 }
 

@@ -1,6 +1,6 @@
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { bearerToken } from '../auth/plugin.js'
@@ -18,6 +18,8 @@ export interface HttpWriteOptions {
   maxBodyBytes: number
   /** Seconds a client is told to wait when the gateway cannot take more. */
   retryAfterS: number
+  /** Bytes of the bodies of all writes being handled at once (raw and decompressed); past it 503. */
+  maxInflightBytes: number
 }
 
 const gunzipAsync = promisify(gunzip)
@@ -59,6 +61,8 @@ const v3Query = z.object({
 declare module 'fastify' {
   interface FastifyRequest {
     ingestIdentity?: StreamIdentity
+    /** Body bytes this request counts against maxInflightBytes until its response ends. */
+    ingestBytes?: number
   }
 }
 
@@ -74,8 +78,21 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
     done(null, body),
   )
 
+  // Memory held by writes under way, counted as bodies are declared or read: without a
+  // bound, concurrent writes could hold any number of maxBodyBytes bodies at once.
+  let inflightBytes = 0
+  const take = (request: FastifyRequest, bytes: number): void => {
+    if (bytes <= 0) return
+    // When nothing is under way any body within maxBodyBytes is taken, so none is refused forever.
+    if (inflightBytes > 0 && inflightBytes + bytes > opts.maxInflightBytes) {
+      throw new AppError(503, 'busy', 'the gateway is handling as much written data as it may: retry later')
+    }
+    inflightBytes += bytes
+    request.ingestBytes = (request.ingestBytes ?? 0) + bytes
+  }
+
   const authenticate = app.ingestAuthenticator
-  const onRequest = async (request: FastifyRequest) => {
+  const onRequest = async (request: FastifyRequest, reply: FastifyReply) => {
     const token = bearerToken(request)
     try {
       request.ingestIdentity = await authenticate(token)
@@ -83,11 +100,23 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
       if (err instanceof AppError) throw err
       throw unauthorized((err as Error).message, 'invalid_token')
     }
+    // Counted before the body is read (a body without Content-Length is counted once read).
+    // 'close' comes once per response, whether it was sent or the client went away.
+    reply.raw.once('close', () => {
+      inflightBytes -= request.ingestBytes ?? 0
+      request.ingestBytes = 0
+    })
+    const declared = Number(request.headers['content-length'] ?? 0)
+    if (Number.isSafeInteger(declared) && declared <= opts.maxBodyBytes) take(request, declared)
   }
 
   const write = async (request: FastifyRequest, precision: Precision): Promise<void> => {
     const identity = request.ingestIdentity as StreamIdentity
+    const raw = Buffer.isBuffer(request.body) ? request.body.length : 0
+    take(request, raw - (request.ingestBytes ?? 0))
     const body = await decodeBody(request, opts.maxBodyBytes)
+    // A decompressed body is held beside the raw one.
+    if (request.headers['content-encoding']?.trim().toLowerCase() === 'gzip') take(request, body.length)
     const scanned = scanFrame(body, identity.tagging, receiveTimeNs, precision)
     if (!scanned.ok) {
       app.metrics.frames.inc({ result: 'error' })

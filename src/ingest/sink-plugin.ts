@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { Batcher } from './batcher.js'
+import { DeadLetterFile } from './dead-letter.js'
 import { DurableSink } from './durable-sink.js'
 import { createInfluxSink } from './influx-sink.js'
 import type { Sink } from './sink.js'
@@ -17,7 +18,7 @@ declare module 'fastify' {
 }
 
 export interface SinkPluginOptions {
-  config: Pick<Config, 'influx' | 'batch' | 'sinkTimeoutMs' | 'spool' | 'dataDir'>
+  config: Pick<Config, 'influx' | 'batch' | 'sinkTimeoutMs' | 'spool' | 'dataDir' | 'natsUrl' | 'mqtt' | 'shutdownGraceMs'>
   /** A sink built by the caller (tests, embedding) instead of the configured one. */
   sink?: Sink
 }
@@ -35,6 +36,11 @@ export default fp(
         ? createInfluxSink({ ...config.influx, timeoutMs: config.sinkTimeoutMs })
         : createSqlSink(app.db))
     const m = app.metrics
+    const deadLetters = await DeadLetterFile.open({ dir: config.dataDir })
+    const dead = deadLetters.summary
+    if (dead.records > 0) {
+      app.log.warn({ file: dead.file, records: dead.records, lines: dead.lines }, 'dead-letter file holds lines the sink refused')
+    }
     const spool = await Spool.open({
       dir: join(config.dataDir, 'spool'),
       maxBytes: config.spool.maxBytes,
@@ -43,51 +49,84 @@ export default fp(
     if (spool.recovered.tornBytes > 0) {
       app.log.warn({ torn_bytes: spool.recovered.tornBytes }, 'spool: cut off torn or corrupt bytes found at start-up')
     }
+    const ok = m.batches.labels(sink.name, 'ok')
+    const spooled = m.batches.labels(sink.name, 'spooled')
+    const failed = m.batches.labels(sink.name, 'error')
     const durable = new DurableSink({
       sink,
       spool,
+      deadLetters,
       log: app.log.child({ component: 'spool' }),
       retryMinMs: config.spool.retryMinMs,
       retryMaxMs: config.spool.retryMaxMs,
       // A replay write is as large as a batch may be.
       replayMaxRecords: config.batch.maxLines,
       replayMaxBytes: config.batch.maxBytes,
-      onReplay: ({ lines, delivered }) => (delivered ? m.spoolReplayedLines.inc(lines) : m.linesRefusedBySink.inc(lines)),
+      onReplay: ({ lines, delivered }) => {
+        if (delivered) return m.spoolReplayedLines.inc(lines)
+        m.linesRefusedBySink.inc(lines)
+        m.deadLetterLines.inc(lines)
+        m.deadLetterRecords.inc()
+      },
+      onBatch: (outcome) => (outcome === 'ok' ? ok.inc() : spooled.inc()),
+      onReplayWrite: () => m.replayWrites.inc(),
+      onFailure: (err, during) => {
+        if (during === 'replay') m.replayFailures.inc({ reason: err.reason })
+        else m.sinkErrors.inc({ sink: sink.name, kind: err.transient ? 'transient' : 'permanent' })
+      },
     })
     m.trackSpool(durable)
-    const ok = m.batches.labels(sink.name, 'ok')
-    const failed = m.batches.labels(sink.name, 'error')
     const seconds = m.batchSeconds.labels(sink.name)
-    const up = m.sinkUp.labels(sink.name)
+    // A batch neither the sink nor the spool took is logged when that starts, not per batch.
+    let failing = false
     const batcher = new Batcher(durable, config.batch, (r) => {
       seconds.observe(r.durationMs / 1000)
       m.batchLines.observe(r.lines)
       if (r.error === undefined) {
-        ok.inc()
-        up.set(1)
+        failing = false
         return
       }
       failed.inc()
-      m.sinkErrors.inc({ sink: sink.name, kind: r.error.transient ? 'transient' : 'permanent' })
-      if (r.error.transient) up.set(0)
       if (r.error.transient) {
-        app.log.warn({ sink: sink.name, lines: r.lines, err: r.error }, 'sink write failed')
+        if (!failing) app.log.warn({ sink: sink.name, lines: r.lines, err: r.error, reason: r.error.reason }, 'batches refused: sink and spool unavailable')
+        failing = true
         return
       }
       // Refused by the sink itself: not retried; the offending lines go to the log.
       const rejected = r.error.rejected
       m.linesRefusedBySink.inc(rejected?.length ?? r.lines)
       app.log.warn(
-        { sink: sink.name, lines: r.lines, refused: rejected?.slice(0, MAX_LOGGED_LINES) ?? r.error.message },
+        {
+          sink: sink.name,
+          lines: r.lines,
+          detail: r.error.detail,
+          refused: rejected?.slice(0, MAX_LOGGED_LINES).map((l) => ({ line: l.line, detail: l.detail ?? l.message, text: l.text })),
+        },
         'sink refused lines',
       )
     })
     app.decorate('sink', durable)
     app.decorate('batcher', batcher)
     app.log.info({ sink: sink.name }, 'time-series sink ready')
+    // Said once here, where ingest starts, until they exist; /readyz lists both as absent.
+    if (config.natsUrl !== undefined || config.mqtt.enabled) {
+      app.log.warn(
+        { nats_url_set: config.natsUrl !== undefined, mqtt_enabled: config.mqtt.enabled },
+        'NATS_URL and MQTT_* are ignored: the bus and the MQTT broker are not built yet',
+      )
+    }
+    // Shutdown starts here, before the endpoints wait for their replies: whatever is not
+    // durable by the grace minus one sink timeout is answered `ERR busy: retry` / 503, which
+    // leaves a sink write already under way the time to end before the process must exit.
+    let closing: Promise<void> | undefined
+    app.addHook('preClose', (done) => {
+      closing = batcher.close(config.shutdownGraceMs - config.sinkTimeoutMs)
+      done()
+    })
     app.addHook('onClose', async () => {
-      await batcher.flush()
+      await (closing ?? batcher.close(config.shutdownGraceMs - config.sinkTimeoutMs))
       await durable.close()
+      await deadLetters.close()
     })
   },
   { name: 'sink', dependencies: ['db', 'metrics'] },

@@ -11,19 +11,50 @@ export interface Sink {
 }
 
 /**
- * `transient`: the sink may take the same batch later (connection refused or reset,
- * timeout, 5xx, 429); otherwise the sink refused the data itself and retrying is useless.
+ * Why a write failed, in words that never change and hold nothing the sink said: what
+ * /readyz, metric labels and dead-letter headers show. The sink's own text is `detail`.
+ */
+export type SinkFailure =
+  | 'unreachable'
+  | 'timeout'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'database not found'
+  | 'request too large'
+  | 'throttled'
+  | 'server error'
+  | 'unexpected answer'
+  | 'unknown'
+  | 'database error'
+  | 'spool full'
+  | 'spool failed'
+  | 'lines refused'
+
+/** What clients are told: stable, never the sink's own text (that goes to the log). */
+export const SINK_UNAVAILABLE = 'sink unavailable'
+export const SINK_REFUSED = 'sink refused the lines'
+
+/**
+ * `transient`: the sink may take the same batch later; everything that lies in the sink's
+ * state or configuration (connection, timeout, 5xx, 429, 401, 403, 404, 413, anything
+ * unknown). Not transient: the sink refused these lines themselves (a partial write
+ * naming lines, a 422, a data error), so retrying them is useless.
+ * `message` is safe to show a client; `detail` is the sink's own text, for the log only.
  */
 export class SinkError extends Error {
   override name = 'SinkError'
+  readonly reason: SinkFailure
+  readonly detail: string | undefined
   constructor(
     message: string,
     readonly transient: boolean,
     readonly statusCode?: number,
-    options?: { cause?: unknown; rejected?: RejectedLine[] },
+    options?: { cause?: unknown; rejected?: RejectedLine[]; reason?: SinkFailure; detail?: string },
   ) {
     super(message, options)
     this.rejected = options?.rejected
+    this.reason = options?.reason ?? (transient ? 'unreachable' : 'lines refused')
+    this.detail = options?.detail
   }
 
   /**
@@ -35,7 +66,15 @@ export class SinkError extends Error {
 
 export interface RejectedLine {
   line: number
+  /** Stable, safe for a client (e.g. "field type conflict"). */
   message: string
+  /** The sink's own words about this line, for the log and the dead-letter file. */
+  detail?: string
   /** The refused line as the sink quoted it, when it did. */
   text?: string
+}
+
+/** The data lines of a text as a sink numbers them: blank lines and `#` comments skipped. */
+export function dataLines(text: string): string[] {
+  return text.split('\n').filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'))
 }

@@ -2,7 +2,7 @@ import { unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { SegmentReader } from './spool-reader.js'
 import { recoverDir, type RecoveredDir, type SpoolRecovery } from './spool-recovery.js'
-import { RECORD_FIELD_MAX, RECORD_HEADER_BYTES, writeCursor, type Segment } from './spool-segment.js'
+import { RECORD_FIELD_MAX, RECORD_HEADER_BYTES, syncDir, writeCursor, type Segment } from './spool-segment.js'
 import { SegmentWriter } from './spool-writer.js'
 
 export type { SpoolRecovery } from './spool-recovery.js'
@@ -287,7 +287,13 @@ export class Spool {
       this.segments.shift()
       await this.reader.forget(seg)
       // A file that cannot be removed now is removed on the next open: the cursor says it is delivered.
-      await unlink(seg.path).catch(() => {})
+      const removed = await unlink(seg.path).then(
+        () => true,
+        () => false,
+      )
+      // The removal made durable, so after a crash the directory matches the cursor (best
+      // effort: a file that comes back is delivered by the cursor and removed on open).
+      if (removed && this.fsync) await syncDir(this.dir).catch(() => {})
     }
     return undefined
   }

@@ -1,6 +1,6 @@
 import type { Db } from '../db/index.js'
 import { decodeLine, type FieldValue } from './line-protocol.js'
-import { SinkError, type Sink } from './sink.js'
+import { SINK_REFUSED, SINK_UNAVAILABLE, SinkError, type Sink } from './sink.js'
 
 /**
  * Time series in the metadata database's `metrics` table, so a gateway started with no
@@ -11,7 +11,13 @@ export function createSqlSink(db: Db): Sink {
   return {
     name: 'metrics-table',
     async write(text) {
-      const rows = toRows(text)
+      let rows: string[]
+      try {
+        rows = toRows(text)
+      } catch (err) {
+        // A line that cannot be converted will never convert: retrying it would block replay.
+        throw new SinkError(SINK_REFUSED, false, undefined, { cause: err, detail: `line not convertible: ${(err as Error).message}` })
+      }
       if (rows.length === 0) return
       try {
         await db.query(
@@ -22,7 +28,7 @@ export function createSqlSink(db: Db): Sink {
           [`[${rows.join(',')}]`],
         )
       } catch (err) {
-        throw new SinkError(`metrics table write failed: ${(err as Error).message}`, true, undefined, { cause: err })
+        throw classifySqlError(err)
       }
     },
     async ping() {
@@ -30,6 +36,22 @@ export function createSqlSink(db: Db): Sink {
     },
     async close() {},
   }
+}
+
+/**
+ * SQLSTATE class 22 (data exception: a value jsonb or bigint cannot hold, such as a NUL in
+ * a string) and 23 (integrity constraint) lie in the rows: permanent. Anything else
+ * (connection lost, server shutting down, out of disk, no SQLSTATE at all) is transient.
+ */
+export function classifySqlError(err: unknown): SinkError {
+  // A server's error (pg's DatabaseError) has a severity; a socket error's `code` is no SQLSTATE.
+  const e = err as { code?: unknown; severity?: unknown } | undefined
+  const sqlState = typeof e?.severity === 'string' && typeof e.code === 'string' ? e.code : undefined
+  const detail = `metrics table write failed${sqlState ? ` (SQLSTATE ${sqlState})` : ''}: ${(err as Error)?.message ?? String(err)}`
+  if (sqlState?.startsWith('22') || sqlState?.startsWith('23')) {
+    return new SinkError(SINK_REFUSED, false, undefined, { cause: err, detail })
+  }
+  return new SinkError(SINK_UNAVAILABLE, true, undefined, { cause: err, detail, reason: sqlState ? 'database error' : 'unreachable' })
 }
 
 /**

@@ -36,6 +36,12 @@ export interface StreamSessionDeps {
   msUntilExpiry(exp: number): number
   authTimeoutMs: number
   maxPendingFrames: number
+  /**
+   * Bytes of frames held while an asynchronous `$AUTH` is checked; at this many the
+   * socket is paused until the check is done (a paused socket may still deliver what it
+   * had buffered: the bound is this plus about one read and one frame).
+   */
+  maxHeldBytes: number
   log: Pick<Logger, 'debug' | 'info' | 'warn'>
   stats?: StreamStats
 }
@@ -73,10 +79,14 @@ export class StreamSession {
   private expiryTimer: NodeJS.Timeout | undefined
   /** Frames that arrived while an asynchronous authentication was under way. */
   private heldFrames: string[] | undefined
+  private heldBytes = 0
+  /** Frames received that have no reply slot yet (held ones): they are owed a reply too. */
+  private unslotted = 0
   private paused = false
   private closeAfterReplies: { code: number; reason: string } | undefined
   private onIdle: (() => void) | undefined
   linesAccepted = 0
+  framesReceived = 0
   readonly connectedAt = new Date()
 
   constructor(
@@ -112,8 +122,21 @@ export class StreamSession {
   }
 
   onFrame(frame: string): void {
+    this.framesReceived++
+    this.dispatch(frame)
+  }
+
+  private dispatch(frame: string): void {
     if (this.heldFrames !== undefined) {
+      if (this.state === 'closed') return
       this.heldFrames.push(frame)
+      this.unslotted++
+      this.heldBytes += frame.length
+      if (!this.paused && this.heldBytes >= this.deps.maxHeldBytes) {
+        // Backpressure, not refusal: the client just waits until its token is checked.
+        this.paused = true
+        this.socket.pause()
+      }
       return
     }
     switch (this.state) {
@@ -132,6 +155,7 @@ export class StreamSession {
   /** The socket is gone: stop every timer; pending acks find nothing to answer. */
   onClosed(): void {
     this.state = 'closed'
+    this.dropHeld()
     this.clearTimers()
     this.onIdle?.()
   }
@@ -157,6 +181,9 @@ export class StreamSession {
     this.withIdentity(
       frame.slice(AUTH_PREFIX.length).trim(),
       (identity) => {
+        // The check may have been asynchronous: the 4408 timeout or the client may have
+        // ended the session meanwhile, and a closed session must stay closed.
+        if (this.state !== 'auth') return
         clearTimeout(this.authTimer)
         this.authTimer = undefined
         this.state = 'open'
@@ -164,6 +191,7 @@ export class StreamSession {
         this.socket.send('AUTH_SUCCESS')
       },
       (reason) => {
+        if (this.state !== 'auth') return
         this.socket.send(`AUTH_FAILED: ${reason}`)
         this.close(CLOSE_AUTH, 'authentication failed')
       },
@@ -175,7 +203,10 @@ export class StreamSession {
     this.withIdentity(
       frame.slice(AUTH_PREFIX.length).trim(),
       (identity) => {
-        this.adopt(identity)
+        // Closed meanwhile: nothing to adopt. Closing (shutdown, expiry): the reply is still
+        // owed, but no new expiry timer for a session about to go.
+        if (this.state === 'closed') return
+        if (this.state === 'open') this.adopt(identity)
         this.answer(slot, 'AUTH_SUCCESS')
       },
       (reason) => this.answer(slot, `AUTH_FAILED: ${reason}`),
@@ -223,11 +254,23 @@ export class StreamSession {
     }
     // Hold later frames until we know who is sending them.
     this.heldFrames = []
-    result.then(ok, (err: unknown) => fail(reasonOf(err))).finally(() => {
-      const held = this.heldFrames ?? []
-      this.heldFrames = undefined
-      for (const f of held) this.onFrame(f)
-    })
+    result.then(ok, (err: unknown) => fail(reasonOf(err))).finally(this.releaseHeld)
+  }
+
+  /** The check is done: held frames take their turn, in order, as if they arrived now. */
+  private readonly releaseHeld = (): void => {
+    const held = this.heldFrames ?? []
+    this.heldFrames = undefined
+    this.heldBytes = 0
+    for (let i = 0; i < held.length && this.state !== 'closed'; i++) {
+      // Counted as owed until it has its slot, so a close waiting for owed replies waits for it.
+      this.unslotted--
+      this.dispatch(held[i] as string)
+    }
+    this.maybeResume()
+    if (this.closeAfterReplies !== undefined && this.owed() === 0) {
+      this.close(this.closeAfterReplies.code, this.closeAfterReplies.reason)
+    }
   }
 
   private adopt(identity: StreamIdentity): void {
@@ -261,9 +304,9 @@ export class StreamSession {
     return this.replyBase + this.replies.length - 1
   }
 
-  /** Replies not sent yet. */
+  /** Replies not sent yet, held frames included. */
   private owed(): number {
-    return this.replies.length - this.head
+    return this.replies.length - this.head + this.unslotted
   }
 
   private answer(slot: number, reply: string): void {
@@ -288,13 +331,17 @@ export class StreamSession {
       }
       this.head = head
     }
-    if (this.paused && this.owed() < this.deps.maxPendingFrames / 2) {
-      this.paused = false
-      this.socket.resume()
-    }
+    if (this.paused) this.maybeResume()
     if (this.closeAfterReplies !== undefined && this.owed() === 0) {
       this.close(this.closeAfterReplies.code, this.closeAfterReplies.reason)
     }
+  }
+
+  private maybeResume(): void {
+    if (!this.paused || this.state === 'closed') return
+    if (this.owed() >= this.deps.maxPendingFrames / 2 || this.heldBytes >= this.deps.maxHeldBytes) return
+    this.paused = false
+    this.socket.resume()
   }
 
   /** Replies answered in one burst (a batch acknowledges many frames) go out together. */
@@ -313,7 +360,9 @@ export class StreamSession {
   private closeWhenAnswered(code: number, reason: string): void {
     if (this.state === 'auth') return this.close(code, reason)
     this.state = 'closing'
-    if (this.paused) {
+    // Frames that arrive now are answered at once (ERR busy), so reading on costs nothing,
+    // unless they would pile up behind a token check.
+    if (this.paused && this.heldFrames === undefined) {
       this.paused = false
       this.socket.resume()
     }
@@ -324,9 +373,17 @@ export class StreamSession {
   private close(code: number, reason: string): void {
     if (this.state === 'closed') return
     this.state = 'closed'
+    this.dropHeld()
     this.clearTimers()
     this.socket.close(code, reason)
     this.onIdle?.()
+  }
+
+  /** Closed: held frames will never be answered, so they are not kept either. */
+  private dropHeld(): void {
+    if (this.heldFrames !== undefined) this.heldFrames = []
+    this.heldBytes = 0
+    this.unslotted = 0
   }
 
   private clearTimers(): void {

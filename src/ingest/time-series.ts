@@ -14,6 +14,8 @@ export interface TimeSeriesOptions {
   prefix: string
   authTimeoutMs: number
   maxPendingFrames: number
+  /** Per connection: bytes of frames held while an asynchronous `$AUTH` is checked. */
+  maxHeldBytes: number
 }
 
 /** `GET /time-series`: line protocol over WebSocket (docs/API.md section 5). */
@@ -60,6 +62,7 @@ export default fp(
         msUntilExpiry: (exp) => app.tokens.msUntilExpiry(exp),
         authTimeoutMs: opts.authTimeoutMs,
         maxPendingFrames: opts.maxPendingFrames,
+        maxHeldBytes: opts.maxHeldBytes,
         log,
         stats,
       })

@@ -2,11 +2,16 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { z } from 'zod'
 
-const componentSchema = z.object({ status: z.enum(['up', 'down']) }).catchall(z.unknown())
+const componentSchema = z.object({ status: z.enum(['up', 'down', 'absent']) }).catchall(z.unknown())
 
 const readySchema = z.object({
   status: z.enum(['ok', 'degraded']),
-  components: z.object({ database: componentSchema, sink: componentSchema, bus: componentSchema }),
+  components: z.object({
+    database: componentSchema,
+    sink: componentSchema,
+    bus: componentSchema,
+    broker: componentSchema,
+  }),
 })
 
 type Component = z.infer<typeof componentSchema>
@@ -14,22 +19,31 @@ type Component = z.infer<typeof componentSchema>
 // A check that takes longer than this counts as down.
 const CHECK_TIMEOUT_MS = 2000
 
-async function check(name: string, probe: () => Promise<void>, detail: Record<string, unknown>): Promise<Component> {
+class CheckTimeout extends Error {
+  override name = 'CheckTimeout'
+}
+
+/** A probe's failure as a stable reason ('timeout', 'unreachable'), with the error for the log. */
+async function probe(run: () => Promise<void>): Promise<{ reason: string; err: unknown } | undefined> {
   let timer: NodeJS.Timeout | undefined
   try {
     await Promise.race([
-      probe(),
+      run(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${name} check timed out`)), CHECK_TIMEOUT_MS)
+        timer = setTimeout(() => reject(new CheckTimeout(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS)
       }),
     ])
-    return { status: 'up', ...detail }
+    return undefined
   } catch (err) {
-    return { status: 'down', ...detail, error: (err as Error).message }
+    return { reason: err instanceof CheckTimeout ? 'timeout' : 'unreachable', err }
   } finally {
     clearTimeout(timer)
   }
 }
+
+// Not built yet: listed so nobody takes them for up (NATS_URL and MQTT_* are ignored).
+const bus: Component = { status: 'absent', reason: 'not built yet: NATS_URL is ignored' }
+const broker: Component = { status: 'absent', reason: 'not built yet: MQTT_* is ignored' }
 
 /** /health (Matt Collector's, unchanged), /healthz (liveness), /readyz (per component), /metrics. */
 export default fp(
@@ -41,25 +55,53 @@ export default fp(
     app.get(`${p}/healthz`, { schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({
       status: 'ok' as const,
     }))
-    // Writes failing (batches going to the spool) is down, even if the sink answers a ping.
-    const sinkProbe = async () => {
-      if (app.sink.mode === 'spooling') throw new Error('sink writes are failing: batches go to the spool')
-      await app.sink.ping()
+    // /readyz is unauthenticated: it shows stable reasons; the errors go to the log, once
+    // per change of state rather than per request.
+    const logged = new Map<string, string>()
+    const note = (component: string, failure: { reason: string; err: unknown } | undefined) => {
+      const state = failure?.reason ?? 'up'
+      const before = logged.get(component) ?? 'up'
+      logged.set(component, state)
+      if (before === state) return
+      if (failure) app.log.warn({ component, reason: failure.reason, err: failure.err }, 'readiness check failed')
+      else app.log.info({ component }, 'readiness check passes again')
+    }
+    const database = async (): Promise<Component> => {
+      const failure = await probe(() => app.db.ping())
+      note('database', failure)
+      return { status: failure ? 'down' : 'up', engine: app.db.engine, ...(failure ? { reason: failure.reason } : {}) }
+    }
+    const sinkComponent = async (): Promise<Component> => {
+      const sink = app.sink
+      const outage = sink.outage
+      const detail = {
+        name: sink.name,
+        mode: sink.mode,
+        pending_lines: app.batcher.pendingLines,
+        spool_lines: sink.spool.lines,
+        spool_bytes: sink.spool.bytes,
+        dead_letters: sink.deadLetters,
+      }
+      // Writes failing (batches going to the spool) is down, even if the sink answers a ping.
+      if (outage !== undefined) {
+        return {
+          status: 'down',
+          reason: outage.reason,
+          ...(outage.statusCode !== undefined ? { http_status: outage.statusCode } : {}),
+          since: new Date(outage.since).toISOString(),
+          ...detail,
+        }
+      }
+      if (sink.mode === 'spooling') return { status: 'down', reason: 'writes failing', ...detail }
+      const failure = await probe(() => sink.ping())
+      note('sink', failure)
+      return failure ? { status: 'down', reason: failure.reason, ...detail } : { status: 'up', ...detail }
     }
     app.get(`${p}/readyz`, { schema: { response: { 200: readySchema, 503: readySchema } } }, async (_req, reply) => {
-      const [database, sink] = await Promise.all([
-        check('database', () => app.db.ping(), { engine: app.db.engine }),
-        check('sink', sinkProbe, {
-          name: app.sink.name,
-          mode: app.sink.mode,
-          pending_lines: app.batcher.pendingLines,
-          spool_lines: app.sink.spool.lines,
-          spool_bytes: app.sink.spool.bytes,
-        }),
-      ])
-      const bus: Component = { status: 'up', mode: 'in-process' }
-      const components = { database, sink, bus }
-      const allUp = Object.values(components).every((c) => c.status === 'up')
+      const [db, sink] = await Promise.all([database(), sinkComponent()])
+      const components = { database: db, sink, bus, broker }
+      // Absent is not down: what does not exist yet cannot fail.
+      const allUp = Object.values(components).every((c) => c.status !== 'down')
       return reply.code(allUp ? 200 : 503).send({ status: allUp ? 'ok' : 'degraded', components })
     })
     app.get(`${p}/metrics`, { schema: { hide: true } }, async (_req, reply) => {

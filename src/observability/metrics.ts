@@ -36,7 +36,7 @@ export function createMetrics() {
   })
   const batches = new Counter({
     name: 'mc_batches_flushed_total',
-    help: 'Batches written to the sink, by outcome',
+    help: 'Batches flushed, by outcome: ok (the sink took it), spooled (fsynced to the spool), error (neither)',
     labelNames: ['sink', 'outcome'] as const,
     registers: [registry],
   })
@@ -55,7 +55,7 @@ export function createMetrics() {
   })
   const sinkErrors = new Counter({
     name: 'mc_sink_errors_total',
-    help: 'Failed sink writes, transient (retryable) or permanent',
+    help: 'Failed sink writes of batches (replays: mc_spool_replay_failures_total), transient (kept) or permanent (lines refused)',
     labelNames: ['sink', 'kind'] as const,
     registers: [registry],
   })
@@ -69,7 +69,28 @@ export function createMetrics() {
     help: 'Spooled lines delivered to the sink by the replayer',
     registers: [registry],
   })
-  let spool: { spool: { bytes: number; lines: number; records: number }; mode: string } | undefined
+  const replayWrites = new Counter({
+    name: 'mc_spool_replay_writes_total',
+    help: 'Sink writes made by the spool replayer',
+    registers: [registry],
+  })
+  const replayFailures = new Counter({
+    name: 'mc_spool_replay_failures_total',
+    help: 'Replay writes the sink failed, by reason (records kept and retried; "lines refused": moved to the dead-letter file)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const deadLetterRecords = new Counter({
+    name: 'mc_dead_letter_records_total',
+    help: 'Spooled records (or their refused lines) moved to the dead-letter file',
+    registers: [registry],
+  })
+  const deadLetterLines = new Counter({
+    name: 'mc_dead_letter_lines_total',
+    help: 'Acknowledged lines the sink refused for good, moved to the dead-letter file',
+    registers: [registry],
+  })
+  let spool: { spool: { bytes: number; lines: number; records: number }; mode: string; name: string; up: boolean } | undefined
   new Gauge({
     name: 'mc_spool_bytes',
     help: 'Bytes of batches waiting in the on-disk spool',
@@ -94,11 +115,15 @@ export function createMetrics() {
       this.set(spool?.mode === 'spooling' ? 1 : 0)
     },
   })
-  const sinkUp = new Gauge({
+  new Gauge({
     name: 'mc_sink_up',
-    help: '1 when the last sink write or ping succeeded',
+    help: '1 when batches go to the sink directly and its last write succeeded; 0 while spooling or failing',
     labelNames: ['sink'] as const,
     registers: [registry],
+    collect() {
+      this.reset()
+      if (spool) this.set({ sink: spool.name }, spool.up ? 1 : 0)
+    },
   })
   return {
     registry,
@@ -112,12 +137,15 @@ export function createMetrics() {
     sinkErrors,
     linesRefusedBySink,
     spoolReplayedLines,
-    sinkUp,
+    replayWrites,
+    replayFailures,
+    deadLetterRecords,
+    deadLetterLines,
     /** `fn` moves counts kept elsewhere into the counters; called before they are read. */
     beforeScrape(fn: () => void) {
       flushers.push(fn)
     },
-    /** Reports this spool's size and mode in the gauges above. */
+    /** Reports this sink's state, its spool's size and mode in the gauges above. */
     trackSpool(s: NonNullable<typeof spool>) {
       spool = s
     },

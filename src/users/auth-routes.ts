@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { errorBody } from '../api-schemas.js'
+import { HasherBusyError } from '../auth/passwords.js'
 import { loginBody, refreshBody, sessionView, toSessionView } from './schemas.js'
 import { LoginThrottledError, type SessionService } from './sessions.js'
 
@@ -21,6 +22,7 @@ export function authRoutes(app: FastifyInstance, opts: { prefix: string; session
           400: errorBody,
           401: errorBody,
           429: errorBody.describe('Too many failed logins for this username or address; see Retry-After'),
+          503: errorBody.describe('Too many password checks waiting; see Retry-After'),
         },
       },
     },
@@ -28,7 +30,9 @@ export function authRoutes(app: FastifyInstance, opts: { prefix: string; session
       try {
         return toSessionView(await sessions.login(request.body.username, request.body.password, request.ip))
       } catch (err) {
-        if (err instanceof LoginThrottledError) reply.header('retry-after', String(err.retryAfterS))
+        if (err instanceof LoginThrottledError || err instanceof HasherBusyError) {
+          reply.header('retry-after', String(err.retryAfterS))
+        }
         throw err
       }
     },

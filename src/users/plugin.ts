@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { keyRoutes } from '../auth/key-routes.js'
 import { LoginLimiter } from '../auth/login-limiter.js'
 import { PasswordHasher } from '../auth/passwords.js'
 import type { Config, UsersConfig } from '../config.js'
@@ -14,6 +15,8 @@ import { userRoutes } from './user-routes.js'
 declare module 'fastify' {
   interface FastifyInstance {
     users: UsersService
+    /** The one hasher (its slots and wait queue bound every password check of this process). */
+    passwordHasher: PasswordHasher
   }
 }
 
@@ -34,6 +37,7 @@ export default fp(
       scryptLog2N: cfg.password.scryptLog2N,
       scryptP: cfg.password.scryptP,
       maxConcurrent: cfg.password.maxConcurrent,
+      maxQueue: cfg.password.maxQueue,
     })
     const repo = new UsersRepo(app.db)
     const refreshTokens = new RefreshTokens()
@@ -51,6 +55,7 @@ export default fp(
       log: app.log,
     })
     app.decorate('users', users)
+    app.decorate('passwordHasher', hasher)
 
     const boot = await users.bootstrap(cfg.admin, { production: opts.env === 'production' })
     if (boot.created && boot.generatedPassword !== undefined) {
@@ -64,8 +69,16 @@ export default fp(
     }
 
     authRoutes(app, { prefix: opts.prefix, sessions })
-    userRoutes(app, { prefix: opts.prefix, users })
-    tokenRoutes(app, { prefix: opts.prefix, db: app.db, apiTokens: app.apiTokens, users: repo, audit: app.audit })
+    keyRoutes(app, { prefix: opts.prefix, keys: app.signingKeys, audit: app.audit })
+    userRoutes(app, { prefix: opts.prefix, users, revocations: app.revocations })
+    tokenRoutes(app, {
+      prefix: opts.prefix,
+      db: app.db,
+      apiTokens: app.apiTokens,
+      users: repo,
+      audit: app.audit,
+      revocations: app.revocations,
+    })
   },
-  { name: 'users', dependencies: ['db', 'auth', 'access', 'audit'] },
+  { name: 'users', dependencies: ['db', 'auth', 'access', 'audit', 'revocation'] },
 )

@@ -34,9 +34,9 @@ export interface SessionDeps {
   users: Pick<UsersRepo, 'findByUsername' | 'findById' | 'touchLogin' | 'update'>
   refreshTokens: RefreshTokens
   hasher: Pick<PasswordHasher, 'verify' | 'needsRehash' | 'hash'>
-  tokens: Pick<TokenService, 'sign' | 'verifyType'>
+  tokens: Pick<TokenService, 'sign' | 'verifyTypeFresh'>
   audit: Pick<AuditLog, 'record'>
-  limiter: Pick<LoginLimiter, 'retryAfterS' | 'failed' | 'succeeded'>
+  limiter: Pick<LoginLimiter, 'reserve' | 'release' | 'succeeded'>
   accessTokenTtlS: number
   refreshTokenTtlS: number
   log: Pick<Logger, 'warn'>
@@ -48,16 +48,24 @@ export class SessionService {
 
   async login(username: string, password: string, ip: string): Promise<Session> {
     const d = this.deps
-    const retryAfterS = d.limiter.retryAfterS(username, ip)
+    // Counted as a failure before the hash is checked: parallel guesses cannot outrun the limit.
+    const retryAfterS = d.limiter.reserve(username, ip)
     if (retryAfterS > 0) {
       d.log.warn({ username, ip, retry_after_s: retryAfterS }, 'login throttled')
       throw new LoginThrottledError(retryAfterS)
     }
-    const user = await d.users.findByUsername(username)
-    // An unknown user is checked against a dummy hash: the same work, the same time.
-    const ok = await d.hasher.verify(user?.password_hash, password)
+    let user: UserRecord | undefined
+    let ok: boolean
+    try {
+      user = await d.users.findByUsername(username)
+      // An unknown user is checked against a dummy hash: the same work, the same time.
+      ok = await d.hasher.verify(user?.password_hash, password)
+    } catch (err) {
+      // Never judged (hasher busy, database down): no failure to count.
+      d.limiter.release(username, ip)
+      throw err
+    }
     if (!ok || user === undefined) {
-      d.limiter.failed(username, ip)
       await d.audit.record({
         action: 'auth.login',
         outcome: 'failure',
@@ -66,7 +74,7 @@ export class SessionService {
       })
       throw invalidCredentials()
     }
-    d.limiter.succeeded(username)
+    d.limiter.succeeded(username, ip)
     const rehash = d.hasher.needsRehash(user.password_hash) ? await d.hasher.hash(password) : undefined
     return d.db.transaction(async (tx) => {
       if (rehash !== undefined) await d.users.update(user.id, { password_hash: rehash }, tx)
@@ -85,7 +93,7 @@ export class SessionService {
     const d = this.deps
     let jti: unknown
     try {
-      jti = d.tokens.verifyType(refreshToken, ['refresh']).claims.jti
+      jti = (await d.tokens.verifyTypeFresh(refreshToken, ['refresh'])).claims.jti
     } catch (err) {
       if (err instanceof TokenError) throw invalidRefresh(err.reason)
       throw err
@@ -133,9 +141,9 @@ export class SessionService {
       org_id: user.org_id,
       sub: `user:${user.id}`,
     }
-    const access = d.tokens.sign({ ...claims, type: 'access' }, d.accessTokenTtlS)
+    const access = d.tokens.sign('access', claims, d.accessTokenTtlS)
     const jti = randomUUID()
-    const refresh = d.tokens.sign({ ...claims, type: 'refresh', jti }, d.refreshTokenTtlS)
+    const refresh = d.tokens.sign('refresh', { ...claims, jti }, d.refreshTokenTtlS)
     await d.refreshTokens.issue(tx, { jti, familyId, userId: user.id, expiresAt: new Date(refresh.exp * 1000) })
     return { token: access.token, refresh_token: refresh.token, expires_at: new Date(access.exp * 1000), user }
   }

@@ -4,6 +4,7 @@ import { z } from 'zod'
 import type { AuditLog } from '../audit/audit-log.js'
 import { errorBody, limitOffset, pageOf, pageQuery } from '../api-schemas.js'
 import type { ApiTokenService } from '../auth/api-tokens.js'
+import type { RevocationWatcher } from '../auth/revocation.js'
 import type { UserPrincipal } from '../auth/guards.js'
 import type { Db } from '../db/index.js'
 import { notFound } from '../errors.js'
@@ -18,12 +19,14 @@ export interface TokenRoutesOptions {
   apiTokens: ApiTokenService
   users: Pick<UsersRepo, 'findById'>
   audit: Pick<AuditLog, 'record'>
+  /** Told after a revocation, so this instance ends the token's sessions at once. */
+  revocations: Pick<RevocationWatcher, 'check'>
 }
 
 /** `/api/v1/tokens` (admin): API tokens for backends, shown once, stored hashed. */
 export function tokenRoutes(app: FastifyInstance, opts: TokenRoutesOptions): void {
   const r = app.withTypeProvider<ZodTypeProvider>()
-  const { apiTokens, users, audit, db } = opts
+  const { apiTokens, users, audit, db, revocations } = opts
   const base = `${opts.prefix}/api/v1/tokens`
   const admin = app.requireRole('admin')
 
@@ -85,7 +88,7 @@ export function tokenRoutes(app: FastifyInstance, opts: TokenRoutesOptions): voi
     `${base}/:id`,
     {
       schema: {
-        summary: 'Revoke an API token: it stops working at once',
+        summary: 'Revoke an API token: it stops working at once, and its open sessions end within seconds',
         tags: ['tokens'],
         params: idParams,
         response: { 204: z.null().describe('Revoked'), 400: errorBody, ...refusals, 404: errorBody },
@@ -108,6 +111,8 @@ export function tokenRoutes(app: FastifyInstance, opts: TokenRoutesOptions): voi
           tx,
         )
       })
+      // Not awaited: the sessions end in the background; a failed check is logged and retried on the timer.
+      revocations.check().catch((err: unknown) => request.log.warn({ err }, 'revocation check failed'))
       return reply.code(204).send(null)
     },
   )

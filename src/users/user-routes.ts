@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBody, limitOffset, pageOf, pageQuery } from '../api-schemas.js'
 import type { UserPrincipal } from '../auth/guards.js'
+import type { RevocationWatcher } from '../auth/revocation.js'
 import { notFound } from '../errors.js'
 import { createUserBody, idParams, toUserView, updateUserBody, userView } from './schemas.js'
 import type { UsersService } from './service.js'
@@ -10,9 +11,12 @@ import type { UsersService } from './service.js'
 const refusals = { 401: errorBody, 403: errorBody }
 
 /** `/api/v1/users` (admin): manage users. */
-export function userRoutes(app: FastifyInstance, opts: { prefix: string; users: UsersService }): void {
+export function userRoutes(
+  app: FastifyInstance,
+  opts: { prefix: string; users: UsersService; revocations: Pick<RevocationWatcher, 'check'> },
+): void {
   const r = app.withTypeProvider<ZodTypeProvider>()
-  const { users } = opts
+  const { users, revocations } = opts
   const base = `${opts.prefix}/api/v1/users`
   const admin = app.requireRole('admin')
   const actor = (request: { principal: UserPrincipal | null; ip: string }) => ({
@@ -97,7 +101,7 @@ export function userRoutes(app: FastifyInstance, opts: { prefix: string; users: 
     `${base}/:id`,
     {
       schema: {
-        summary: 'Delete a user, with their refresh and API tokens',
+        summary: 'Delete a user, with their refresh and API tokens; their open sessions end within seconds',
         tags: ['users'],
         params: idParams,
         response: { 204: z.null().describe('Deleted'), 400: errorBody, ...refusals, 404: errorBody, 409: errorBody },
@@ -106,6 +110,8 @@ export function userRoutes(app: FastifyInstance, opts: { prefix: string; users: 
     },
     async (request, reply) => {
       await users.delete(request.params.id, actor(request))
+      // Not awaited: the sessions end in the background; a failed check is logged and retried on the timer.
+      revocations.check().catch((err: unknown) => request.log.warn({ err }, 'revocation check failed'))
       return reply.code(204).send(null)
     },
   )

@@ -33,6 +33,12 @@
  * - `partial400`: like `ok`, but the last otherwise valid line of every request is
  *   rejected too, so each request is a partial write.
  * - `status429` / `status500` / `status503`: nothing written, error answered.
+ * - `status401` (Core with a rotated token: empty body), `status403`, `status404` (a
+ *   database that does not exist, as a server without auto-create or a proxy answers),
+ *   `status413` (a proxy's body limit, HTML body), `status422` (Cloud's answer for points
+ *   outside the retention period): nothing written, error answered. Unlike the token
+ *   check, these answer whatever the request carries, so a test can script a sequence
+ *   with queueModes (e.g. 401, then 404, then ok).
  * - `drop`: the body is read, nothing written, the socket destroyed without an answer
  *   (the client sees `Error: socket hang up`, code `ECONNRESET`).
  * - `hang`: the body is read, nothing written, no answer ever (until close()); the
@@ -56,6 +62,11 @@ export type FakeInfluxMode =
   | 'status429'
   | 'status500'
   | 'status503'
+  | 'status401'
+  | 'status403'
+  | 'status404'
+  | 'status413'
+  | 'status422'
   | 'drop'
   | 'hang';
 
@@ -427,6 +438,21 @@ export async function startFakeInflux(opts: FakeInfluxOptions = {}): Promise<Fak
     }
     if (current === 'status503') {
       return reply(503, jsonError('this service is overloaded, please try again later'), { 'retry-after': retryAfter });
+    }
+    if (current === 'status401') return reply(401);
+    if (current === 'status403') return reply(403, jsonError('token does not have write permission for this database'));
+    if (current === 'status404') return reply(404, jsonError(`database not found: ${db}`));
+    if (current === 'status413') {
+      return reply(413, '<html><head><title>413 Request Entity Too Large</title></head><body>nginx</body></html>', {
+        'content-type': 'text/html',
+      });
+    }
+    if (current === 'status422') {
+      return reply(
+        422,
+        JSON.stringify({ code: 'unprocessable entity', message: 'failure writing points to database: partial write: points beyond retention policy dropped=1' }),
+        { 'content-type': 'application/json' },
+      );
     }
     if (current === 'status500') {
       return reply(500, 'write buffer error: simulated failure (fake-influx mode status500)');

@@ -14,10 +14,18 @@ export interface GatewayProcess {
 }
 
 /**
+ * How long a start may take before a test calls it failed. A first start creates an
+ * embedded database cluster (initdb), which takes seconds alone and far longer on a busy
+ * two-core machine running several test files: this is a deadline for a start that must
+ * come, not an expectation of speed.
+ */
+const START_TIMEOUT_MS = 120_000
+
+/**
  * Runs src/main.ts as its own process (the way `npm start` runs the built file) and
  * resolves once it logged its "listening" line.
  */
-export function startGatewayProcess(env: Record<string, string>, timeoutMs = 30_000): Promise<GatewayProcess> {
+export function startGatewayProcess(env: Record<string, string>, timeoutMs = START_TIMEOUT_MS): Promise<GatewayProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
@@ -68,7 +76,10 @@ export function startGatewayProcess(env: Record<string, string>, timeoutMs = 30_
 }
 
 /** Runs the gateway expecting it to refuse to start; resolves with its exit code and output. */
-export function runGatewayExpectingFailure(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+export function runGatewayExpectingFailure(
+  env: Record<string, string>,
+  timeoutMs = START_TIMEOUT_MS,
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: REPO_ROOT,
@@ -78,7 +89,7 @@ export function runGatewayExpectingFailure(env: Record<string, string>): Promise
     let output = ''
     child.stdout?.setEncoding('utf8').on('data', (c: string) => (output += c))
     child.stderr?.setEncoding('utf8').on('data', (c: string) => (output += c))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
     child.once('exit', (code) => {
       clearTimeout(timer)
       resolve({ code, output })

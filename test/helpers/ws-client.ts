@@ -45,7 +45,7 @@ export class TestClient {
 
   /** The next unread message (waits up to timeoutMs). */
   private cursor = 0
-  async next(timeoutMs = 5000): Promise<string> {
+  async next(timeoutMs = 15_000): Promise<string> {
     const deadline = Date.now() + timeoutMs
     while (this.cursor >= this.messages.length) {
       if (this.closed) throw new Error(`socket closed (${this.closed.code}) before a message arrived`)

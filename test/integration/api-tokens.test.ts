@@ -135,12 +135,29 @@ describe.each(await engines())('API tokens and user tokens on $name', (engine) =
     })
 
     it.each([
-      ['a refresh token', async () => (await api.post('/api/v1/auth/login', { body: { username: 'john_doe', password: 'correct horse' } })).json.refresh_token],
-      ['a collector token', async () => jwt.sign({ collector_id: 'c1', hostname: 'h', type: 'collector' }, TEST_SECRET, { expiresIn: 60 })],
-      ['an unknown API token', async () => `mc_${'A'.repeat(43)}`],
-    ])('refuses %s with AUTH_FAILED and 4401', async (_what, make) => {
+      [
+        'a refresh token',
+        async () => (await api.post('/api/v1/auth/login', { body: { username: 'john_doe', password: 'correct horse' } })).json.refresh_token,
+        'wrong token type: expected stream or access',
+      ],
+      [
+        'a collector token made with JWT_SECRET',
+        async () => jwt.sign({ collector_id: 'c1', hostname: 'h', type: 'collector' }, TEST_SECRET, { expiresIn: 60 }),
+        "wrong signing key: collector tokens are signed by the gateway's own key",
+      ],
+      [
+        "an access token made with JWT_SECRET, with the writer's claims",
+        async () => {
+          const login = await api.post('/api/v1/auth/login', { body: { username: 'john_doe', password: 'correct horse' } })
+          const { iat: _iat, exp: _exp, ...claims } = jwt.decode(login.json.token) as Record<string, unknown>
+          return jwt.sign(claims, TEST_SECRET, { expiresIn: 60 })
+        },
+        "wrong signing key: access tokens are signed by the gateway's own key",
+      ],
+      ['an unknown API token', async () => `mc_${'A'.repeat(43)}`, 'invalid API token'],
+    ])('refuses %s with AUTH_FAILED and 4401', async (_what, make, why) => {
       const { reply, client } = await authWith(await make())
-      expect(reply).toMatch(/^AUTH_FAILED: \S/)
+      expect(reply).toBe(`AUTH_FAILED: ${why}`)
       expect((await client.waitClosed()).code).toBe(4401)
     })
 

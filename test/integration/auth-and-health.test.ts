@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
 import { embeddedEngine } from '../helpers/db.js'
 import { RecordingSink } from '../helpers/recording-sink.js'
+import { waitFor } from '../helpers/wait.js'
+import { TestClient } from '../helpers/ws-client.js'
 
 const body = { user: 'John Doe', user_id: '123', org: 'Acme Corp', org_id: '456', account_id: '789' }
 const backendToken = (claims: Record<string, unknown> = { userId: '123', email: 'john@example.com' }, key = TEST_SECRET) =>
@@ -41,22 +43,28 @@ describe('POST /mock-auth', () => {
   })
 
   it.each([
-    ['no token', undefined],
-    ['a foreign secret', backendToken(undefined, 'f'.repeat(40))],
-    ['an expired token', jwt.sign({ userId: '123', exp: Math.floor(Date.now() / 1000) - 120 }, TEST_SECRET)],
-    ['alg none', `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${Buffer.from(JSON.stringify({ userId: '123', exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`],
+    ['no token', undefined, 'unauthorized', 'missing bearer token'],
+    ['a foreign secret', backendToken(undefined, 'f'.repeat(40)), 'invalid_token', 'invalid signature'],
+    ['an expired token', jwt.sign({ userId: '123', exp: Math.floor(Date.now() / 1000) - 120 }, TEST_SECRET), 'invalid_token', 'token expired'],
+    ['alg none', `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${Buffer.from(JSON.stringify({ userId: '123', exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`, 'invalid_token', 'jwt signature is required'],
     ['a token without exp', (() => {
       const h = Buffer.from('{"alg":"HS256","typ":"JWT"}').toString('base64url')
       const p = Buffer.from('{"userId":"123"}').toString('base64url')
       return `${h}.${p}.${createHmac('sha256', TEST_SECRET).update(`${h}.${p}`).digest('base64url')}`
-    })()],
-    ['a stream token', jwt.sign({ userId: '123', type: 'stream' }, TEST_SECRET, { expiresIn: 60 })],
-  ])('answers 401 for %s', async (_what, token) => {
+    })(), 'invalid_token', 'token has no exp claim'],
+    ['a stream token', jwt.sign({ userId: '123', type: 'stream' }, TEST_SECRET, { expiresIn: 60 }), 'invalid_token', 'wrong token type: expected a backend token'],
+    ['garbage', 'not-a-jwt', 'invalid_token', 'malformed token'],
+  ])('answers 401 for %s, saying why', async (_what, token, error, message) => {
     const res = await post(body, token)
     expect(res.status).toBe(401)
-    const json = (await res.json()) as { error: string; message: string }
-    expect(json.error).toMatch(/^(unauthorized|invalid_token)$/)
-    expect(json.message).not.toBe('')
+    expect(await res.json()).toEqual({ error, message })
+  })
+
+  it("answers 401 for a token signed with the gateway's own key (a user access token is no backend token)", async () => {
+    const access = t.app.tokens.sign('access', { user_id: '123', username: 'u', role: 'admin', org: 'o' }, 60).token
+    const res = await post(body, access)
+    expect(res.status).toBe(401)
+    expect(await res.json()).toEqual({ error: 'invalid_token', message: 'algorithm not allowed' })
   })
 
   it('answers 403 when user_id differs from the backend token userId', async () => {
@@ -105,19 +113,48 @@ describe('health endpoints', () => {
       expect(json.status).toBe('ok')
       expect(json.components.database?.status).toBe('up')
       expect(json.components.sink?.status).toBe('up')
-      expect(json.components.bus?.status).toBe('up')
+      expect(json.components.bus?.status).toBe('absent')
 
       sink.failWith = new (await import('../../src/ingest/sink.js')).SinkError('down', true, 503)
       const degraded = await fetch(`${t.url}/readyz`)
       expect(degraded.status).toBe(503)
       const dj = (await degraded.json()) as { status: string; components: Record<string, { status: string; error?: string }> }
       expect(dj.status).toBe('degraded')
-      expect(dj.components.sink).toMatchObject({ status: 'down', error: 'down' })
+      expect(dj.components.sink).toMatchObject({ status: 'down', reason: 'unreachable' })
       expect(dj.components.database?.status).toBe('up')
+    } finally {
+      await t.close()
+    }
+  })
 
-      const metrics = await (await fetch(`${t.url}/metrics`)).text()
-      expect(metrics).toContain('mc_ws_connections')
-      expect(metrics).toContain('mc_lines_accepted_total')
+  it('/metrics counts connections, frames and lines as they happen', async () => {
+    const t = await startTestApp({ BATCH_LINGER_MS: '1' }, { sink: new RecordingSink() })
+    const metric = async (name: string, labels = '') => {
+      const text = await (await fetch(`${t.url}/metrics`)).text()
+      const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `))
+      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
+    }
+    try {
+      expect(await metric('mc_lines_accepted_total')).toBe(0)
+      const stream = jwt.sign({ user: 'u', user_id: '1', org: 'o', org_id: '2', account_id: '3', type: 'stream' }, TEST_SECRET, {
+        expiresIn: 3600,
+      })
+      const c = await TestClient.authenticated(t.wsUrl, stream)
+      expect(await metric('mc_ws_connections', '{endpoint="time-series"}')).toBe(1)
+      c.send('cpu v=1 1700000000000000000\ncpu v=2 1700000000000000001')
+      c.send('mem v=3 1700000000000000002')
+      c.send('not line protocol')
+      expect(await c.next()).toBe('OK')
+      expect(await c.next()).toBe('OK')
+      expect(await c.next()).toMatch(/^ERR /)
+      expect(await metric('mc_lines_accepted_total')).toBe(3)
+      expect(await metric('mc_frames_total', '{result="ok"}')).toBe(2)
+      expect(await metric('mc_frames_total', '{result="error"}')).toBe(1)
+      expect(await metric('mc_lines_rejected_total')).toBe(1)
+      c.close()
+      await waitFor(() => metric('mc_ws_connections', '{endpoint="time-series"}'), (v) => v === 0, 'the connection gauge back at 0')
+      // Counters only grow: a second scrape shows the same totals.
+      expect(await metric('mc_lines_accepted_total')).toBe(3)
     } finally {
       await t.close()
     }

@@ -10,6 +10,7 @@ import { UsersRepo } from '../../src/users/repo.js'
 import { TEST_SECRET } from '../helpers/app.js'
 import { engines, type TestDb } from '../helpers/db.js'
 
+/** Signed with JWT_SECRET: what the backend could make. */
 const sign = (claims: Record<string, unknown>, expiresIn = 300) => jwt.sign(claims, TEST_SECRET, { expiresIn })
 const userClaims = (id: string, role: Role) => ({
   user_id: id,
@@ -35,11 +36,13 @@ describe.each(await engines())('route guards on $name', (engine) => {
   const apiToken = async (role: Role, scopes: Scope[]) =>
     (await app.apiTokens.create({ userId: ids[role], name: 'guard test', scopes, createdBy: ids.admin })).token
 
+  /** Signed with the gateway's own key, as login and collector registration do. */
+  const own = (type: 'access' | 'refresh' | 'collector', claims: Record<string, unknown>) => app.tokens.sign(type, claims, 300).token
   const tokens = {
     access: () => access.operator as string,
-    refresh: () => sign({ ...userClaims(ids.operator, 'operator'), type: 'refresh', jti: crypto.randomUUID() }),
+    refresh: () => own('refresh', { ...userClaims(ids.operator, 'operator'), jti: crypto.randomUUID() }),
     stream: () => sign({ user: 'john', user_id: '1', org: 'acme', org_id: '2', account_id: '3', type: 'stream' }),
-    collector: () => sign({ collector_id: 'c-1', hostname: 'db1', type: 'collector', sub: 'collector:c-1' }),
+    collector: () => own('collector', { collector_id: 'c-1', hostname: 'db1', sub: 'collector:c-1' }),
     backend: () => sign({ userId: '123', email: 'b@example.com' }),
   }
 
@@ -53,13 +56,19 @@ describe.each(await engines())('route guards on $name', (engine) => {
     const repo = new UsersRepo(testDb.db)
     for (const role of ['admin', 'operator', 'viewer'] as const) {
       await repo.insert({ id: ids[role], username: `u-${role}`, email: `${role}@example.com`, org: 'o', org_id: '1', password_hash: 'x', role })
-      access[role] = sign({ ...userClaims(ids[role], role), type: 'access' })
     }
     app = Fastify()
     app.setValidatorCompiler(validatorCompiler)
     app.setSerializerCompiler(serializerCompiler)
     await app.register(dbPlugin, { db: testDb.db, owned: false })
-    await app.register(authPlugin, { prefix: '', secret: TEST_SECRET, clockSkewS: 30, streamTokenTtlS: 3600 })
+    await app.register(authPlugin, {
+      prefix: '',
+      secret: TEST_SECRET,
+      clockSkewS: 30,
+      streamTokenTtlS: 3600,
+      issuer: 'matt-collector',
+      maxOwnTokenTtlS: 86_400,
+    })
     await app.register(accessPlugin)
     app.get('/viewer', { onRequest: app.requireRole('viewer') }, async (r) => r.principal)
     app.get('/operator', { onRequest: app.requireRole('operator') }, async (r) => r.principal)
@@ -68,6 +77,7 @@ describe.each(await engines())('route guards on $name', (engine) => {
     app.get('/collector', { onRequest: app.requireCollector() }, async (r) => r.collectorPrincipal)
     app.get('/stream', { onRequest: app.requireStream() }, async (r) => r.streamPrincipal)
     await app.ready()
+    for (const role of ['admin', 'operator', 'viewer'] as const) access[role] = own('access', userClaims(ids[role], role))
   })
   afterAll(async () => {
     await app?.close()
@@ -85,8 +95,34 @@ describe.each(await engines())('route guards on $name', (engine) => {
   it.each(['/viewer', '/collector', '/stream'])('%s refuses a missing, malformed, expired or forged token with 401', async (url) => {
     expect((await call(url)).status).toBe(401)
     expect((await call(url, 'garbage')).status).toBe(401)
-    expect((await call(url, jwt.sign({ ...userClaims(ids.admin, 'admin'), type: 'access' }, TEST_SECRET, { expiresIn: -120 }))).status).toBe(401)
-    expect((await call(url, jwt.sign({ type: 'stream', user: 'x', org: 'y' }, 'f'.repeat(40), { expiresIn: 60 }))).status).toBe(401)
+    expect((await call(url, app.tokens.sign('access', userClaims(ids.admin, 'admin'), -120).token)).json.message).toBe('token expired')
+    expect((await call(url, jwt.sign({ type: 'stream', user: 'x', org: 'y' }, 'f'.repeat(40), { expiresIn: 60 }))).json).toMatchObject({
+      code: 'invalid_token',
+      message: 'invalid signature',
+    })
+  })
+
+  it.each([
+    ['/viewer', 'access', userClaims('00000000-0000-4000-8000-00000000000a', 'admin')],
+    ['/collector', 'collector', { collector_id: 'c-1', hostname: 'db1' }],
+  ] as const)('%s refuses a %s token signed with JWT_SECRET: the shared secret mints no user or collector', async (url, type, claims) => {
+    const forged = sign({ ...claims, type, iss: 'matt-collector' })
+    expect(await call(url, forged)).toMatchObject({
+      status: 401,
+      json: { code: 'invalid_token', message: `wrong signing key: ${type} tokens are signed by the gateway's own key` },
+    })
+  })
+
+  it('/stream refuses a stream token signed with the gateway key', async () => {
+    const token = jwt.sign(
+      { type: 'stream', user: 'john', org: 'acme', iss: 'matt-collector' },
+      app.signingKeys.current().privateKey,
+      { algorithm: 'ES256', keyid: app.signingKeys.current().kid, expiresIn: 60 },
+    )
+    expect((await call('/stream', token)).json).toMatchObject({
+      code: 'invalid_token',
+      message: 'wrong signing key: a stream token is not signed by the gateway',
+    })
   })
 
   it.each([
@@ -97,7 +133,7 @@ describe.each(await engines())('route guards on $name', (engine) => {
     for (const kind of wrong) {
       const res = await call(url, tokens[kind]())
       expect(res.status, `${url} with a ${kind} token`).toBe(401)
-      expect(res.json.message).toMatch(/wrong token type|type/)
+      expect(res.json.message).toMatch(/^wrong token type: expected /)
     }
   })
 

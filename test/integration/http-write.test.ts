@@ -4,6 +4,8 @@ import jwt from 'jsonwebtoken'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
 import { RecordingSink, permanentFailure, transientFailure } from '../helpers/recording-sink.js'
+import { waitUntil } from '../helpers/wait.js'
+import { GatedSink } from '../helpers/gated-sink.js'
 
 setLogger({ error() {}, warn() {} })
 
@@ -131,10 +133,9 @@ describe('HTTP line-protocol ingest, driven by the InfluxDB 3 client', () => {
     sink.failWith = transientFailure()
     expect((await post('/api/v2/write', 'spooled v=1 1')).status).toBe(204)
     sink.failWith = undefined
-    const deadline = Date.now() + 10_000
-    while (sink.lines.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    await waitUntil(() => sink.lines.length >= 1, 10_000, 'the spooled line to be replayed')
     expect(sink.lines).toEqual(['spooled,user=john_doe,org=acme_corp v=1 1'])
-    while (t.app.sink.mode !== 'direct' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    await waitUntil(() => t.app.sink.mode === 'direct', 10_000, 'the sink to be written directly again')
     sink.failWith = permanentFailure()
     const res = await post('/api/v2/write', 'm v=1 1')
     expect(res.status).toBe(400)
@@ -160,6 +161,49 @@ describe('HTTP ingest when the gateway cannot take more', () => {
       sink.failWith = undefined
       expect(sink.lines).toEqual([])
     } finally {
+      await t.close()
+    }
+  })
+})
+
+describe('HTTP ingest bounds the bytes of writes under way (HTTP_WRITE_MAX_INFLIGHT_BYTES)', () => {
+  const body = (tag: string) => `${tag} v=1 1\n`.padEnd(100, '#') // 100 bytes, one line
+
+  it('answers 503 with Retry-After to a write that would pass the bound, before reading it, and takes writes again once it is under', async () => {
+    const sink = new GatedSink()
+    const t = await startTestApp({ HTTP_WRITE_MAX_INFLIGHT_BYTES: '150' }, { sink })
+    const post = (text: string | ReadableStream<Uint8Array>) =>
+      fetch(`${t.url}/api/v2/write`, {
+        method: 'POST',
+        headers: { authorization: `Token ${token}` },
+        body: text,
+        ...(typeof text === 'string' ? {} : { duplex: 'half' }),
+      } as RequestInit)
+    try {
+      const first = post(body('first'))
+      await waitUntil(() => sink.pending === 1, 10_000, 'the first write to reach the sink')
+      const refused = await post(body('second'))
+      expect(refused.status).toBe(503)
+      expect(refused.headers.get('retry-after')).toBe('1')
+      expect(await refused.json()).toEqual({ error: 'busy', message: expect.stringMatching(/retry later/) })
+      // No Content-Length (chunked): counted once read, refused the same way.
+      const chunked = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new TextEncoder().encode(body('chunked')))
+          c.close()
+        },
+      })
+      expect((await post(chunked)).status).toBe(503)
+      sink.release()
+      expect((await first).status).toBe(204)
+      // The first write's bytes are given back when its response ends.
+      const third = post(body('third'))
+      await waitUntil(() => sink.pending === 1, 10_000, 'the third write to reach the sink')
+      sink.release()
+      expect((await third).status).toBe(204)
+      expect(sink.lines.map((l) => l.split(',')[0])).toEqual(['first', 'third'])
+    } finally {
+      sink.release()
       await t.close()
     }
   })

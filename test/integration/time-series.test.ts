@@ -2,6 +2,7 @@ import jwt from 'jsonwebtoken'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
 import { RecordingSink, permanentFailure, transientFailure } from '../helpers/recording-sink.js'
+import { GatedSink } from '../helpers/gated-sink.js'
 import { waitUntil } from '../helpers/wait.js'
 import { TestClient } from '../helpers/ws-client.js'
 
@@ -141,18 +142,6 @@ describe('/time-series', () => {
     c.close()
   })
 
-  it('sends AUTH_EXPIRED and closes with 4401 when the token lapses (after the 30 s skew)', async () => {
-    // exp 29 s in the past: still valid thanks to the skew, lapses about a second later.
-    const token = jwt.sign(
-      { user: 'u', org: 'o', type: 'stream', exp: Math.floor(Date.now() / 1000) - 29 },
-      TEST_SECRET,
-    )
-    const c = await authed(t, token)
-    const closed = await c.waitClosed(5000)
-    expect(c.messages.at(-1)).toBe('AUTH_EXPIRED')
-    expect(closed.code).toBe(4401)
-  })
-
   it('closes with 1009 a frame over 1 MiB, and accepts one of exactly 1 MiB', async () => {
     const c = await authed(t)
     const line = 'm v=1 1\n'
@@ -200,6 +189,21 @@ describe('/time-series', () => {
 })
 
 describe('/time-series limits and timeouts', () => {
+  it('sends AUTH_EXPIRED and closes with 4401 when the token lapses (after the clock skew)', async () => {
+    const t = await startTestApp({ JWT_CLOCK_SKEW_S: '1' }, { sink: new RecordingSink() })
+    try {
+      // Valid for 2 to 3 s more (exp + 1 s of skew): far from any second boundary at $AUTH,
+      // and soon enough to lapse during the test.
+      const token = jwt.sign({ user: 'u', org: 'o', type: 'stream', exp: Math.floor(Date.now() / 1000) + 2 }, TEST_SECRET)
+      const c = await authed(t, token)
+      const closed = await c.waitClosed(10_000)
+      expect(c.messages).toEqual(['AUTH_SUCCESS', 'AUTH_EXPIRED'])
+      expect(closed.code).toBe(4401)
+    } finally {
+      await t.close()
+    }
+  })
+
   it('closes with 4408 when no $AUTH arrives in time', async () => {
     const t = await startTestApp({ WS_AUTH_TIMEOUT_MS: '200' }, { sink: new RecordingSink() })
     try {
@@ -218,7 +222,8 @@ describe('/time-series limits and timeouts', () => {
       await expect(TestClient.connect(`${t.wsUrl}/time-series`)).rejects.toThrow('HTTP 503')
       a.close()
       await a.waitClosed()
-      await new Promise((r) => setTimeout(r, 50))
+      // The client saw the close; the server drops the connection from its count just after.
+      await waitUntil(() => t.app.websocketServer.clients.size < 2, 10_000, 'the server to drop the closed connection')
       const c = await TestClient.connect(`${t.wsUrl}/time-series`)
       b.close()
       c.close()
@@ -262,7 +267,8 @@ describe('/time-series limits and timeouts', () => {
     const t = await startTestApp({}, { sink })
     const c = await authed(t)
     for (let i = 0; i < 20; i++) c.send(`m,i=${i} v=1 1`)
-    await new Promise((r) => setTimeout(r, 10))
+    // Every frame received before the shutdown starts (one arriving after gets ERR busy: retry).
+    await waitUntil(() => [...t.app.streamSessions][0]?.framesReceived === 21, 10_000, 'the 20 frames to arrive')
     await t.close()
     const closed = await c.waitClosed()
     expect(closed.code).toBe(1001)
@@ -270,5 +276,43 @@ describe('/time-series limits and timeouts', () => {
     expect(replies).toHaveLength(20)
     expect(replies.every((r) => r === 'OK')).toBe(true)
     expect(sink.lines).toHaveLength(20)
+  })
+
+  it('answers ERR busy: retry to a frame that would pass BATCH_MAX_QUEUED_BYTES, in reply order, writing nothing of it', async () => {
+    const sink = new GatedSink()
+    // One write at a time, one frame per batch: the second frame waits in the queue.
+    const t = await startTestApp(
+      { BATCH_MAX_INFLIGHT: '1', BATCH_MAX_LINES: '1', BATCH_MAX_QUEUED_BYTES: '60' },
+      { sink },
+    )
+    try {
+      const c = await authed(t)
+      c.send('first v=1 1') // written: the sink holds it
+      await waitUntil(() => sink.pending === 1, 10_000, 'the first write')
+      c.send('second v=1 1') // queued: about 40 bytes once tagged
+      c.send('third v=1 1') // about 40 more would pass 60: refused
+      await waitUntil(() => [...t.app.streamSessions][0]?.framesReceived === 4, 10_000, 'the frames to arrive')
+      expect(c.messages).toEqual(['AUTH_SUCCESS']) // the refusal waits for its turn
+      sink.release()
+      await waitUntil(() => sink.pending === 1, 10_000, 'the second write')
+      sink.release()
+      await c.waitForCount(4)
+      expect(c.messages).toEqual(['AUTH_SUCCESS', 'OK', 'OK', 'ERR busy: retry'])
+      expect(sink.lines.map((l) => l.split(',')[0])).toEqual(['first', 'second'])
+      c.close()
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('on close with a stuck sink answers ERR busy: retry at the deadline (grace minus sink timeout), then 1001', async () => {
+    const sink = new GatedSink()
+    const t = await startTestApp({ SINK_TIMEOUT_MS: '1000', SHUTDOWN_GRACE_MS: '1200' }, { sink })
+    const c = await authed(t)
+    for (let i = 0; i < 5; i++) c.send(`m,i=${i} v=1 1`)
+    await waitUntil(() => sink.pending > 0 && [...t.app.streamSessions][0]?.framesReceived === 6, 10_000, 'the frames')
+    await t.close() // the gated sink never answers before its close
+    expect((await c.waitClosed()).code).toBe(1001)
+    expect(c.messages).toEqual(['AUTH_SUCCESS', ...Array(5).fill('ERR busy: retry')])
   })
 })

@@ -1,6 +1,8 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import jwt from 'jsonwebtoken'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTestApp, type TestApp } from '../helpers/app.js'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { HasherBusyError } from '../../src/auth/passwords.js'
+import { TEST_SECRET, startTestApp, type TestApp } from '../helpers/app.js'
 import { ApiClient, FAST_PASSWORD_HASHING, freshIp } from '../helpers/api.js'
 import { engines, type TestDb } from '../helpers/db.js'
 import { assertNoSecrets } from '../helpers/secrets.js'
@@ -147,6 +149,72 @@ describe.each(await engines())('users and login on $name', (engine) => {
       expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0)
       // Another address is not affected.
       expect((await login('admin', adminPassword)).status).toBe(200)
+    })
+    it('lets at most the limit of parallel wrong guesses reach the hasher: the rest answer 429', async () => {
+      await createUser({ username: 'parallel', email: 'p@example.com' })
+      const verify = vi.spyOn(t.app.passwordHasher, 'verify')
+      try {
+        // 20 guesses at once, each from its own address: only the username limit (3) applies.
+        const answers = await Promise.all(Array.from({ length: 20 }, () => login('parallel', 'wrong guess')))
+        const statuses = answers.map((a) => a.status).sort()
+        expect(statuses).toEqual([...Array(3).fill(401), ...Array(17).fill(429)])
+        expect(verify).toHaveBeenCalledTimes(3)
+      } finally {
+        verify.mockRestore()
+      }
+    })
+
+    it('answers 503 with Retry-After when the hasher queue is full, without counting a failure', async () => {
+      await createUser({ username: 'busy', email: 'busy@example.com' })
+      const verify = vi.spyOn(t.app.passwordHasher, 'verify').mockRejectedValue(new HasherBusyError())
+      try {
+        for (let i = 0; i < 4; i++) {
+          const res = await login('busy', 'correct horse')
+          expect(res.status).toBe(503)
+          expect(res.headers.get('retry-after')).toBe('1')
+          expect(res.json).toEqual({ error: 'busy', message: 'too many password checks in progress; retry shortly' })
+        }
+      } finally {
+        verify.mockRestore()
+      }
+      // Four refusals, more than the limit of 3: none counted as a failure.
+      expect((await login('busy', 'correct horse')).status).toBe(200)
+    })
+  })
+
+  describe("the gateway's own tokens", () => {
+    it('are ES256 with a kid published at /.well-known/jwks.json and iss, and verify with that key alone', async () => {
+      const session = (await login('admin', adminPassword)).json
+      const jwks = await api.get('/.well-known/jwks.json')
+      expect(jwks.status).toBe(200)
+      for (const token of [session.token, session.refresh_token]) {
+        const { header, payload } = jwt.decode(token, { complete: true }) as jwt.Jwt & { payload: jwt.JwtPayload }
+        expect(header).toMatchObject({ alg: 'ES256', kid: expect.any(String) })
+        expect(payload).toMatchObject({ iss: 'matt-collector' })
+        const jwk = (jwks.json.keys as Array<{ kid: string }>).find((k) => k.kid === header.kid)
+        expect(jwk).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' })
+        const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' })
+        expect(jwt.verify(token, key, { algorithms: ['ES256'], issuer: 'matt-collector' })).toMatchObject({ user_id: payload.user_id })
+      }
+    })
+
+    it('an admin access token minted with JWT_SECRET (the backend could) is refused with 401', async () => {
+      const me = jwt.decode(admin) as Record<string, unknown>
+      const { iat: _iat, exp: _exp, ...claims } = me
+      const forged = jwt.sign(claims, TEST_SECRET, { expiresIn: 300 })
+      const res = await api.get('/api/v1/users', { token: forged })
+      expect(res.status).toBe(401)
+      expect(res.json).toEqual({ error: 'invalid_token', message: "wrong signing key: access tokens are signed by the gateway's own key" })
+      // The same claims, signed by the gateway, are an admin.
+      expect((await api.get('/api/v1/users', { token: admin })).status).toBe(200)
+    })
+
+    it('a refresh token minted with JWT_SECRET is refused', async () => {
+      const session = (await login('admin', adminPassword)).json
+      const { iat: _iat, exp: _exp, ...claims } = jwt.decode(session.refresh_token) as Record<string, unknown>
+      const res = await refresh(jwt.sign(claims, TEST_SECRET, { expiresIn: 300 }))
+      expect(res.status).toBe(401)
+      expect(res.json).toEqual({ error: 'invalid_token', message: "wrong signing key: refresh tokens are signed by the gateway's own key" })
     })
   })
 

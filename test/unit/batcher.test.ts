@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Batcher, type FlushReport } from '../../src/ingest/batcher.js'
 import { SinkError } from '../../src/ingest/sink.js'
 
@@ -11,7 +11,8 @@ class ManualSink {
 }
 
 const tick = () => new Promise((r) => setImmediate(r))
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+// Unbounded unless a test is about the bound.
+const UNBOUNDED = Number.MAX_SAFE_INTEGER
 
 function collect() {
   const acks: Array<string> = []
@@ -20,9 +21,13 @@ function collect() {
 }
 
 describe('Batcher', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
   it('writes many frames in one sink call once maxLines is reached, then acks each', async () => {
     const sink = new ManualSink()
-    const b = new Batcher(sink, { maxLines: 3, maxBytes: 1 << 20, lingerMs: 1000, maxInflight: 1 })
+    const b = new Batcher(sink, { maxLines: 3, maxBytes: 1 << 20, lingerMs: 1000, maxInflight: 1, maxQueuedBytes: UNBOUNDED })
     const { acks, ack } = collect()
     b.submit('a 1\n', 1, ack('f1'))
     b.submit('b 1\n', 1, ack('f2'))
@@ -37,13 +42,14 @@ describe('Batcher', () => {
   })
 
   it('flushes a partial batch after lingerMs', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
     const sink = new ManualSink()
-    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 20, maxInflight: 1 })
+    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 20, maxInflight: 1, maxQueuedBytes: UNBOUNDED })
     const { acks, ack } = collect()
     b.submit('a 1\n', 1, ack('f1'))
-    await sleep(5)
+    vi.advanceTimersByTime(19)
     expect(sink.writes).toHaveLength(0)
-    await sleep(40)
+    vi.advanceTimersByTime(1)
     expect(sink.writes).toHaveLength(1)
     sink.writes[0]?.resolve()
     await tick()
@@ -52,7 +58,7 @@ describe('Batcher', () => {
 
   it('flushes on maxBytes and never splits a frame', async () => {
     const sink = new ManualSink()
-    const b = new Batcher(sink, { maxLines: 1000, maxBytes: 10, lingerMs: 1000, maxInflight: 4 })
+    const b = new Batcher(sink, { maxLines: 1000, maxBytes: 10, lingerMs: 1000, maxInflight: 4, maxQueuedBytes: UNBOUNDED })
     const { ack } = collect()
     b.submit('aaaa 1\n', 1, ack('f1')) // 7 bytes
     b.submit('bbbb 1\ncccc 1\n', 2, ack('f2')) // would pass 10: f1 goes alone, f2 fills the next
@@ -61,20 +67,21 @@ describe('Batcher', () => {
 
   it('with maxLines 1 makes one sink write per frame (the naive baseline)', () => {
     const sink = new ManualSink()
-    const b = new Batcher(sink, { maxLines: 1, maxBytes: 1 << 20, lingerMs: 5, maxInflight: 64 })
+    const b = new Batcher(sink, { maxLines: 1, maxBytes: 1 << 20, lingerMs: 5, maxInflight: 64, maxQueuedBytes: UNBOUNDED })
     const { ack } = collect()
     for (let i = 0; i < 5; i++) b.submit(`m v=${i}\n`, 1, ack(`f${i}`))
     expect(sink.writes).toHaveLength(5)
   })
 
   it('keeps gathering while every slot is busy, then writes the rest in one call', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
     const sink = new ManualSink()
-    const b = new Batcher(sink, { maxLines: 2, maxBytes: 1 << 20, lingerMs: 1, maxInflight: 1 })
+    const b = new Batcher(sink, { maxLines: 2, maxBytes: 1 << 20, lingerMs: 1, maxInflight: 1, maxQueuedBytes: UNBOUNDED })
     const { acks, ack } = collect()
     b.submit('a 1\n', 1, ack('f1'))
     b.submit('b 1\n', 1, ack('f2')) // full: written
     b.submit('c 1\n', 1, ack('f3'))
-    await sleep(10) // linger passes while the only slot is busy
+    vi.advanceTimersByTime(10) // linger passes while the only slot is busy
     expect(sink.writes).toHaveLength(1)
     b.submit('d 1\n', 1, ack('f4'))
     sink.writes[0]?.resolve()
@@ -89,7 +96,7 @@ describe('Batcher', () => {
   it('fails every frame of a failed batch with the sink error, and reports it', async () => {
     const sink = new ManualSink()
     const reports: FlushReport[] = []
-    const b = new Batcher(sink, { maxLines: 2, maxBytes: 1 << 20, lingerMs: 1000, maxInflight: 1 }, (r) =>
+    const b = new Batcher(sink, { maxLines: 2, maxBytes: 1 << 20, lingerMs: 1000, maxInflight: 1, maxQueuedBytes: UNBOUNDED }, (r) =>
       reports.push(r),
     )
     const { acks, ack } = collect()
@@ -109,6 +116,7 @@ describe('Batcher', () => {
       maxBytes: 1 << 20,
       lingerMs: 1,
       maxInflight: 1,
+      maxQueuedBytes: UNBOUNDED,
     })
     const errors: Array<SinkError | undefined> = []
     b.submit('a 1\n', 1, (e) => errors.push(e))
@@ -119,7 +127,7 @@ describe('Batcher', () => {
 
   it('flush() writes what is gathered and waits for writes under way', async () => {
     const sink = new ManualSink()
-    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 60_000, maxInflight: 2 })
+    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 60_000, maxInflight: 2, maxQueuedBytes: UNBOUNDED })
     const { acks, ack } = collect()
     b.submit('a 1\n', 1, ack('f1'))
     let flushed = false
@@ -131,5 +139,103 @@ describe('Batcher', () => {
     await done
     expect(acks).toEqual(['f1'])
     expect(b.pendingLines).toBe(0)
+  })
+
+  it('refuses a frame that would pass maxQueuedBytes at once (transient), and takes frames again once the queue drains', async () => {
+    const sink = new ManualSink()
+    // One slot, one line per batch: everything behind the first write waits in the queue.
+    const b = new Batcher(sink, { maxLines: 1, maxBytes: 1 << 20, lingerMs: 1000, maxInflight: 1, maxQueuedBytes: 8 })
+    const errors: Array<string> = []
+    const ack = (name: string) => (err: SinkError | undefined) =>
+      errors.push(err === undefined ? `${name}:ok` : `${name}:${err.transient ? 'transient' : 'permanent'}`)
+    b.submit('a 1\n', 1, ack('f1')) // written at once: not queued
+    b.submit('b 1\n', 1, ack('f2')) // queued: 4 bytes
+    b.submit('c 1\n', 1, ack('f3')) // queued: 8 bytes, at the bound
+    expect(b.queued).toBe(8)
+    b.submit('d 1\n', 1, ack('f4')) // would be 12: refused, written nowhere
+    expect(errors).toEqual(['f4:transient'])
+    expect(b.queued).toBe(8)
+    sink.writes[0]?.resolve()
+    await tick()
+    expect(b.queued).toBe(4)
+    b.submit('e 1\n', 1, ack('f5'))
+    expect(b.queued).toBe(8)
+    for (let i = 1; i <= 3; i++) {
+      sink.writes[i]?.resolve()
+      await tick()
+    }
+    expect(sink.writes.map((w) => w.text)).toEqual(['a 1\n', 'b 1\n', 'c 1\n', 'e 1\n'])
+    expect(errors).toEqual(['f4:transient', 'f1:ok', 'f2:ok', 'f3:ok', 'f5:ok'])
+    expect(b.queued).toBe(0)
+  })
+
+  it('takes a frame larger than maxQueuedBytes when nothing is queued (it could never be written otherwise)', () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 1000, maxInflight: 1, maxQueuedBytes: 2 })
+    const errors: Array<SinkError | undefined> = []
+    b.submit('big v=1 1\n', 1, (e) => errors.push(e))
+    expect(errors).toEqual([])
+    expect(b.queued).toBe(10)
+  })
+
+  it('close() writes what is gathered and resolves once every frame is answered', async () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 60_000, maxInflight: 1, maxQueuedBytes: UNBOUNDED })
+    const { acks, ack } = collect()
+    b.submit('a 1\n', 1, ack('f1'))
+    let closed = false
+    const done = b.close(60_000).then(() => (closed = true))
+    expect(sink.writes).toHaveLength(1)
+    await tick()
+    expect(closed).toBe(false)
+    sink.writes[0]?.resolve()
+    await done
+    expect(acks).toEqual(['f1'])
+  })
+
+  it('close() refuses frames submitted after it (transient), writing nothing of them', async () => {
+    const sink = new ManualSink()
+    const b = new Batcher(sink, { maxLines: 100, maxBytes: 1 << 20, lingerMs: 1, maxInflight: 1, maxQueuedBytes: UNBOUNDED })
+    await b.close(1000)
+    const errors: Array<SinkError | undefined> = []
+    b.submit('late 1\n', 1, (e) => errors.push(e))
+    expect(errors).toHaveLength(1)
+    expect(errors[0]?.transient).toBe(true)
+    expect(sink.writes).toHaveLength(0)
+  })
+
+  it('at the close deadline answers every frame not yet durable with a transient error, once, and ignores the late outcome', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const sink = new ManualSink()
+    const reports: FlushReport[] = []
+    const b = new Batcher(
+      sink,
+      { maxLines: 1, maxBytes: 1 << 20, lingerMs: 60_000, maxInflight: 1, maxQueuedBytes: UNBOUNDED },
+      (r) => reports.push(r),
+    )
+    const seen: string[] = []
+    const ack = (name: string) => (err: SinkError | undefined) =>
+      seen.push(err === undefined ? `${name}:ok` : `${name}:${err.transient ? 'busy' : 'rejected'}`)
+    b.submit('a 1\n', 1, ack('f1')) // written: the sink hangs
+    b.submit('b 1\n', 1, ack('f2')) // waits for the slot
+    let closed = false
+    const done = b.close(5000).then(() => (closed = true))
+    vi.advanceTimersByTime(4999)
+    await Promise.resolve()
+    expect(seen).toEqual([])
+    expect(closed).toBe(false)
+    vi.advanceTimersByTime(1)
+    await done
+    expect(seen).toEqual(['f1:busy', 'f2:busy'])
+    expect(sink.writes).toHaveLength(1) // the queued batch was never written
+    expect(b.queued).toBe(0)
+    // The hung write lands after all: its frames were answered already, and are not answered twice.
+    sink.writes[0]?.resolve()
+    vi.useRealTimers()
+    await tick()
+    expect(seen).toEqual(['f1:busy', 'f2:busy'])
+    expect(reports).toHaveLength(1)
+    expect(sink.writes).toHaveLength(1)
+    await b.flush() // nothing owed: resolves at once
   })
 })

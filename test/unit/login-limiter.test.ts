@@ -45,9 +45,10 @@ describe('LoginLimiter', () => {
   it('limits per username whatever its case, in whole seconds', () => {
     const c = clock()
     const l = new LoginLimiter(opts, c.now)
-    l.failed('Alice', '10.0.0.1')
-    l.failed('alice', '10.0.0.2')
+    expect(l.reserve('Alice', '10.0.0.1')).toBe(0)
+    expect(l.reserve('alice', '10.0.0.2')).toBe(0)
     expect(l.retryAfterS('ALICE', '10.0.0.3')).toBe(900)
+    expect(l.reserve('ALICE', '10.0.0.3')).toBe(900)
     c.advance(500)
     expect(l.retryAfterS('alice', '10.0.0.3')).toBe(900)
     expect(l.retryAfterS('bob', '10.0.0.3')).toBe(0)
@@ -55,18 +56,41 @@ describe('LoginLimiter', () => {
 
   it('limits per address across usernames', () => {
     const l = new LoginLimiter(opts)
-    for (const u of ['a', 'b', 'c']) l.failed(u, '10.0.0.9')
-    expect(l.retryAfterS('d', '10.0.0.9')).toBeGreaterThan(0)
+    for (const u of ['a', 'b', 'c']) expect(l.reserve(u, '10.0.0.9')).toBe(0)
+    expect(l.reserve('d', '10.0.0.9')).toBeGreaterThan(0)
     expect(l.retryAfterS('d', '10.0.0.10')).toBe(0)
+  })
+
+  it('counts an attempt when it is reserved: parallel guesses get at most the limit through', () => {
+    const l = new LoginLimiter({ ...opts, maxFailuresPerUsername: 3, maxFailuresPerIp: 100 })
+    // 20 guesses arrive before any password check has finished.
+    const admitted = Array.from({ length: 20 }, (_, i) => l.reserve('alice', `10.1.0.${i}`)).filter((s) => s === 0)
+    expect(admitted).toHaveLength(3)
+  })
+
+  it('a reservation released (never judged) does not count; one that succeeded clears the username', () => {
+    const l = new LoginLimiter(opts)
+    expect(l.reserve('alice', '10.0.0.1')).toBe(0)
+    expect(l.reserve('alice', '10.0.0.1')).toBe(0)
+    expect(l.reserve('alice', '10.0.0.1')).toBeGreaterThan(0)
+    l.release('alice', '10.0.0.1')
+    expect(l.reserve('alice', '10.0.0.1')).toBe(0)
+    l.succeeded('alice', '10.0.0.1')
+    expect(l.retryAfterS('alice', '10.0.0.5')).toBe(0)
   })
 
   it('clears the username count on success, not the address count', () => {
     const l = new LoginLimiter(opts)
-    l.failed('alice', '10.0.0.1')
-    l.failed('alice', '10.0.0.1')
-    l.failed('mallory', '10.0.0.1')
-    l.succeeded('alice')
+    l.reserve('alice', '10.0.0.1')
+    l.reserve('mallory', '10.0.0.1')
+    l.reserve('mallory', '10.0.0.1')
+    expect(l.retryAfterS('carol', '10.0.0.1')).toBeGreaterThan(0)
+    // Alice, from elsewhere, with the right password.
+    expect(l.reserve('alice', '10.0.0.2')).toBe(0)
+    l.succeeded('alice', '10.0.0.2')
     expect(l.retryAfterS('alice', '10.0.0.2')).toBe(0)
+    // Her success took back her own attempt at 10.0.0.2 only: 10.0.0.1 stays blocked.
     expect(l.retryAfterS('alice', '10.0.0.1')).toBeGreaterThan(0)
+    for (let i = 0; i < 2; i++) expect(l.reserve(`u${i}`, '10.0.0.2')).toBe(0)
   })
 })

@@ -1,12 +1,13 @@
 import { describe, expect, it, vi } from 'vitest'
 import type { AuditEvent } from '../../src/audit/audit-log.js'
 import { LoginLimiter } from '../../src/auth/login-limiter.js'
-import { TokenService } from '../../src/auth/tokens.js'
+import { HasherBusyError } from '../../src/auth/passwords.js'
 import type { Queryable } from '../../src/db/index.js'
 import type { RefreshTokens } from '../../src/users/refresh-tokens.js'
 import type { UserRecord } from '../../src/users/repo.js'
 import { BootstrapError, UsersService } from '../../src/users/service.js'
 import { LoginThrottledError, SessionService } from '../../src/users/sessions.js'
+import { MemoryKeys, testTokenService } from '../helpers/keys.js'
 
 const alice: UserRecord = {
   id: '11111111-1111-4111-8111-111111111111',
@@ -22,6 +23,7 @@ const alice: UserRecord = {
 }
 
 const tx: Queryable = { query: async () => [] }
+const tokens = testTokenService('s'.repeat(40), new MemoryKeys(), 60)
 
 function sessionService() {
   const verify = vi.fn(async (stored: string | undefined, password: string) => stored === 'stored-hash' && password === 'right')
@@ -36,7 +38,7 @@ function sessionService() {
     },
     refreshTokens: { issue: async () => {}, pruneExpired: async () => {} } as unknown as RefreshTokens,
     hasher: { verify, needsRehash: () => false, hash: async () => 'h' },
-    tokens: new TokenService({ secret: 's'.repeat(40), clockSkewS: 30, streamTokenTtlS: 60 }),
+    tokens,
     audit: { record: async (e) => void audit.push(e) },
     limiter: new LoginLimiter({ windowS: 60, maxFailuresPerUsername: 3, maxFailuresPerIp: 100 }),
     accessTokenTtlS: 900,
@@ -77,8 +79,34 @@ describe('SessionService.login', () => {
   it('issues an access token whose expiry is expires_at', async () => {
     const { service } = sessionService()
     const s = await service.login('alice', 'right', '10.0.0.1')
-    const claims = new TokenService({ secret: 's'.repeat(40), clockSkewS: 30, streamTokenTtlS: 60 }).verifyType(s.token, ['access'])
+    const claims = tokens.verifyType(s.token, ['access'])
     expect(claims.exp * 1000).toBe(s.expires_at.getTime())
+    expect(claims.claims).toMatchObject({ type: 'access', user_id: alice.id, iss: 'matt-collector' })
+  })
+
+  it('lets at most the limit of parallel guesses reach the hasher (the attempt is reserved first)', async () => {
+    const { service, verify } = sessionService()
+    // 20 guesses at once, from 20 addresses: the username limit is 3.
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => service.login('alice', 'wrong', `10.2.0.${i}`).catch((e: unknown) => e)),
+    )
+    expect(verify).toHaveBeenCalledTimes(3)
+    expect(answers.filter((e) => (e as { code?: string }).code === 'invalid_credentials')).toHaveLength(3)
+    expect(answers.filter((e) => e instanceof LoginThrottledError)).toHaveLength(17)
+  })
+
+  it('a check the hasher refused (queue full) answers 503 and does not count as a failure', async () => {
+    const { service, verify, audit } = sessionService()
+    verify.mockImplementation(async () => {
+      throw new HasherBusyError()
+    })
+    for (let i = 0; i < 5; i++) {
+      await expect(service.login('alice', 'right', '10.0.0.1')).rejects.toMatchObject({ statusCode: 503, code: 'busy' })
+    }
+    expect(audit).toEqual([])
+    verify.mockImplementation(async (stored, password) => stored === 'stored-hash' && password === 'right')
+    // Five refusals, yet the limit of 3 failures is untouched.
+    expect((await service.login('alice', 'right', '10.0.0.1')).user.id).toBe(alice.id)
   })
 })
 

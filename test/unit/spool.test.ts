@@ -7,8 +7,10 @@ import { runInNewContext } from 'node:vm'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Spool, SpoolClosedError, SpoolFullError, type SpoolOptions, type SpoolRecord } from '../../src/ingest/spool.js'
+import { canSpyOnSyncs, realJoin, spyOnSyncs } from '../helpers/fsync-spy.js'
 import { REPO_ROOT } from '../helpers/process.js'
 import { spoolWriterLines, spoolWriterText } from '../helpers/spool-writer.js'
+import { waitUntil } from '../helpers/wait.js'
 
 const HEADER = 12
 const recordBytes = (text: string) => HEADER + Buffer.byteLength(text)
@@ -458,5 +460,69 @@ describe('Spool', () => {
       }),
       { numRuns: 60 },
     )
+  })
+})
+
+// The SIGKILL tests survive through the page cache: only a spy shows that each sync is made.
+describe.skipIf(!canSpyOnSyncs)('Spool fsyncs', () => {
+  const flushLoop = async () => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
+  }
+
+  it("an append resolves only after its segment's fdatasync, and a new segment's directory entry is synced", async () => {
+    const dir = await tempDir()
+    const spool = await openSpool({ dir, maxBytes: 1 << 20 })
+    const syncs = await spyOnSyncs()
+    const release = syncs.gate((c) => c.kind === 'datasync' && c.path.endsWith('.seg'))
+    let resolved = false
+    const appended = spool.append(line(1), 1).then(() => (resolved = true))
+    await waitUntil(() => syncs.calls.length > 0, 5000, 'the segment fdatasync')
+    await flushLoop()
+    expect(resolved).toBe(false)
+    release()
+    await appended
+    expect(syncs.names(dir)).toEqual(['datasync 00000001.seg', 'sync <dir>'])
+    // The next append to the same segment: its data is synced, no directory sync needed.
+    await spool.append(line(2), 1)
+    expect(syncs.names(dir).slice(2)).toEqual(['datasync 00000001.seg'])
+  })
+
+  it('an ack syncs the cursor file before its rename and the directory after, before it resolves', async () => {
+    const dir = await tempDir()
+    const spool = await openSpool({ dir, maxBytes: 1 << 20 })
+    await spool.append(line(1), 1)
+    await spool.append(line(2), 1)
+    const syncs = await spyOnSyncs()
+    const release = syncs.gate((c) => c.kind === 'sync' && c.path === realJoin(dir, ''))
+    let resolved = false
+    const acked = spool.ack(1).then(() => (resolved = true))
+    await waitUntil(() => syncs.calls.length === 2, 5000, 'the cursor syncs')
+    await flushLoop()
+    expect(resolved).toBe(false)
+    release()
+    await acked
+    expect(syncs.names(dir)).toEqual(['sync cursor.json.tmp', 'sync <dir>'])
+  })
+
+  it('removing a delivered segment syncs the directory, at run time and on open', async () => {
+    const dir = await tempDir()
+    let spool = await Spool.open({ dir, maxBytes: 1 << 20, segmentBytes: 100 })
+    for (let i = 1; i <= 4; i++) await spool.append(line(i), 1) // one record per segment
+    expect(await segmentFiles(dir)).toHaveLength(4)
+    const syncs = await spyOnSyncs()
+    await spool.ack(1)
+    await spool.peek() // moves on to the next segment, removing the delivered one
+    expect(await segmentFiles(dir)).toHaveLength(3)
+    expect(syncs.names(dir)).toEqual(['sync cursor.json.tmp', 'sync <dir>', 'sync <dir>'])
+    await spool.close()
+
+    // On open: a segment the cursor has passed is removed, a torn tail cut off and synced.
+    await writeFile(join(dir, 'cursor.json'), JSON.stringify({ version: 1, delivered: 2 }))
+    const last = join(dir, (await segmentFiles(dir)).at(-1)!)
+    await truncate(last, (await stat(last)).size - 3)
+    syncs.calls.length = 0
+    spool = await openSpool({ dir, maxBytes: 1 << 20, segmentBytes: 100 })
+    expect(spool.recovered.tornBytes).toBeGreaterThan(0)
+    expect(syncs.names(dir)).toEqual(['datasync 00000004.seg', 'sync <dir>'])
   })
 })
