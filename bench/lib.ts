@@ -182,6 +182,18 @@ export async function gatewayMetrics(port: number): Promise<Record<string, numbe
 }
 
 /** A row from a load result and the gateway's /proc figures over the run. */
+/** A pino line as `msg: err.message` (no stack: results name no paths of the machine). */
+function logSummary(line: string | undefined): string {
+  if (line === undefined) return ''
+  try {
+    const entry = JSON.parse(line) as { msg?: unknown; err?: { message?: unknown } }
+    const err = typeof entry.err?.message === 'string' ? `: ${entry.err.message}` : ''
+    return `${String(entry.msg ?? '')}${err}`.slice(0, 300)
+  } catch {
+    return line.slice(0, 300)
+  }
+}
+
 export function row(scenario: string, variant: string, r: LoadResult & { attempts?: number }, gateway?: GatewayRunStats): Row {
   const notes: string[] = []
   const extra: Record<string, unknown> = {}
@@ -194,7 +206,7 @@ export function row(scenario: string, variant: string, r: LoadResult & { attempt
   if (other !== null && other > OTHER_CPU_WARN_PERCENT) notes.push(`NOT COMPARABLE: other processes took ${other} % of the CPU`)
   if (r.first_error) notes.push(`first error: ${r.first_error.slice(0, 200)}`)
   if (gateway && gateway.warnings.count > 0) {
-    notes.push(`gateway logged ${gateway.warnings.count} warnings, first: ${gateway.warnings.first?.slice(0, 300)}`)
+    notes.push(`gateway logged ${gateway.warnings.count} warnings, first: ${logSummary(gateway.warnings.first)}`)
   }
   const m = gateway?.metrics
   if (m) {
