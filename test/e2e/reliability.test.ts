@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import jwt from 'jsonwebtoken'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startFakeInflux, type FakeInflux } from '../helpers/fake-influx.js'
-import { startGatewayProcess, type GatewayProcess } from '../helpers/process.js'
+import { startGatewayProcess, stopLeftoverPostgres, type GatewayProcess } from '../helpers/process.js'
 import { waitFor, waitUntil } from '../helpers/wait.js'
 import { TestClient } from '../helpers/ws-client.js'
 
@@ -91,6 +91,7 @@ describe('reliability of the ingest path', () => {
   })
   afterEach(async () => {
     for (const g of gateways) await g.stop('SIGKILL')
+    await stopLeftoverPostgres(dataDir)
     await influx.close()
     await rm(dataDir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 })
   })

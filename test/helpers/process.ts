@@ -1,5 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { waitUntil } from './wait.js'
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -95,4 +99,39 @@ export function runGatewayExpectingFailure(
       resolve({ code, output })
     })
   })
+}
+
+/**
+ * A SIGKILLed gateway leaves its embedded Postgres running (the next start on the same
+ * DATA_DIR stops it). A test that does not start again stops it here, and removes its
+ * socket folder, instead of leaving it to notice its data folder is gone a minute later.
+ */
+export async function stopLeftoverPostgres(dataDir: string): Promise<void> {
+  let lines: string[]
+  try {
+    lines = (await readFile(join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')
+  } catch {
+    return
+  }
+  const pid = Number(lines[0])
+  const socketDir = lines[4]?.trim()
+  if (Number.isInteger(pid) && pid > 0 && running(pid)) {
+    try {
+      process.kill(pid, 'SIGINT')
+      await waitUntil(() => !running(pid), 15_000, `embedded Postgres ${pid} to stop`)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err
+    }
+  }
+  if (socketDir) await rm(socketDir, { recursive: true, force: true })
+}
+
+/** Alive, not a zombie waiting for an init that may never reap it. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
+  }
 }
