@@ -6,9 +6,12 @@ import revocationPlugin from './auth/revocation-plugin.js'
 import auditPlugin from './audit/plugin.js'
 import { loadOrCreateDevSecret } from './auth/secret.js'
 import type { Config } from './config.js'
+import busPlugin from './bus/plugin.js'
 import { openDb, type Db } from './db/index.js'
 import { lockDataDir } from './db/data-dir-lock.js'
 import dbPlugin from './db/plugin.js'
+import brokerPlugin from './devices/broker-plugin.js'
+import devicesPlugin from './devices/plugin.js'
 import { AppError } from './errors.js'
 import sinkPlugin from './ingest/sink-plugin.js'
 import type { Sink } from './ingest/sink.js'
@@ -75,6 +78,8 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     await app.register(dbPlugin, { db, owned: overrides.db === undefined })
     await app.register(metricsPlugin)
     await app.register(sinkPlugin, { config, ...(overrides.sink ? { sink: overrides.sink } : {}) })
+    // Before every user of the bus: onClose runs in reverse order, so the bus drains last.
+    await app.register(busPlugin, { config })
     await app.register(authPlugin, {
       prefix,
       secret,
@@ -98,6 +103,9 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
       maxHeldBytes: config.ws.maxHeldBytes,
     })
     await app.register(httpWritePlugin, { prefix, ...config.httpWrite })
+    await app.register(devicesPlugin, { prefix })
+    // Last: it stops taking publishes first on close, before the bus drains.
+    await app.register(brokerPlugin, { prefix, config })
     await app.ready()
   } catch (err) {
     await app.close().catch(() => {})

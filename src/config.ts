@@ -38,6 +38,15 @@ const envSchema = z
     NATS_URL: optionalString,
     MQTT_PORT: port.default(1883),
     MQTT_ENABLED: bool.default(true),
+    MQTT_FORWARD_TIMEOUT_MS: positiveInt.default(30_000),
+    MQTT_MAX_PACKET_BYTES: positiveInt.default(256 * 1024),
+    MQTT_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
+    MQTT_MAX_CONNECTIONS_PER_ADDRESS: positiveInt.default(1000),
+    MQTT_AUTH_MAX_FAILURES_PER_ADDRESS: positiveInt.default(20),
+    MQTT_AUTH_FAILURE_WINDOW_S: positiveInt.default(60),
+    MQTT_KEEPALIVE_MAX_S: positiveInt.default(3600),
+    NATS_CONNECT_TIMEOUT_MS: positiveInt.default(5000),
+    NATS_PUBLISH_TIMEOUT_MS: positiveInt.default(5000),
     ALLOWED_ORIGINS: optionalString,
     MAX_CONNECTIONS: positiveInt.default(10_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -118,7 +127,30 @@ export interface Config {
   /** `gzip`: compress write bodies (worth it over a network; CPU spent for nothing on one host). */
   influx: { url: string; token: string | undefined; database: string; gzip: boolean } | undefined
   natsUrl: string | undefined
-  mqtt: { enabled: boolean; port: number }
+  /**
+   * NATS client: `connectTimeoutMs` per connection attempt (reconnects go on forever);
+   * `publishTimeoutMs`: how long one JetStream publish waits for its ack.
+   */
+  nats: { connectTimeoutMs: number; publishTimeoutMs: number }
+  /**
+   * The embedded broker. `portExplicit`: MQTT_PORT was set (a taken port then fails the
+   * start; the default 1883 taken falls back to a free port with a warning).
+   * `forwardTimeoutMs`: how long a QoS 1 publish is held while NATS cannot store it, then
+   * the client is disconnected without PUBACK. `maxPacketBytes`: largest MQTT packet.
+   * `connectTimeoutMs`: a socket must send CONNECT within it. `keepaliveMaxS`: largest
+   * keep-alive a client may ask for (0, none, is refused too).
+   */
+  mqtt: {
+    enabled: boolean
+    port: number
+    portExplicit: boolean
+    forwardTimeoutMs: number
+    maxPacketBytes: number
+    connectTimeoutMs: number
+    maxConnectionsPerAddress: number
+    auth: { maxFailuresPerAddress: number; windowS: number }
+    keepaliveMaxS: number
+  }
   /** `undefined` = any origin. */
   allowedOrigins: string[] | undefined
   maxConnections: number
@@ -196,7 +228,18 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
         ? undefined
         : { url: e.INFLUXDB_URL, token: e.INFLUXDB_TOKEN, database: e.INFLUXDB_DATABASE ?? '', gzip: e.INFLUXDB_GZIP },
     natsUrl: e.NATS_URL,
-    mqtt: { enabled: e.MQTT_ENABLED, port: e.MQTT_PORT },
+    nats: { connectTimeoutMs: e.NATS_CONNECT_TIMEOUT_MS, publishTimeoutMs: e.NATS_PUBLISH_TIMEOUT_MS },
+    mqtt: {
+      enabled: e.MQTT_ENABLED,
+      port: e.MQTT_PORT,
+      portExplicit: source.MQTT_PORT !== undefined && source.MQTT_PORT.trim() !== '',
+      forwardTimeoutMs: e.MQTT_FORWARD_TIMEOUT_MS,
+      maxPacketBytes: e.MQTT_MAX_PACKET_BYTES,
+      connectTimeoutMs: e.MQTT_CONNECT_TIMEOUT_MS,
+      maxConnectionsPerAddress: e.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
+      auth: { maxFailuresPerAddress: e.MQTT_AUTH_MAX_FAILURES_PER_ADDRESS, windowS: e.MQTT_AUTH_FAILURE_WINDOW_S },
+      keepaliveMaxS: e.MQTT_KEEPALIVE_MAX_S,
+    },
     allowedOrigins: origins === undefined || origins.includes('*') ? undefined : origins,
     maxConnections: e.MAX_CONNECTIONS,
     logLevel: e.LOG_LEVEL,

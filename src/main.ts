@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   // Printed whatever LOG_LEVEL says: operators and tests read the ports from it.
   app.log
     .child({}, { level: 'info' })
-    .info({ http_port: address.port, mqtt_port: null, path_prefix: config.pathPrefix }, 'listening')
+    .info({ http_port: address.port, mqtt_port: app.broker.port, path_prefix: config.pathPrefix }, 'listening')
 }
 
 main().catch((err: unknown) => {

@@ -18,7 +18,7 @@ declare module 'fastify' {
 }
 
 export interface SinkPluginOptions {
-  config: Pick<Config, 'influx' | 'batch' | 'sinkTimeoutMs' | 'spool' | 'dataDir' | 'natsUrl' | 'mqtt' | 'shutdownGraceMs'>
+  config: Pick<Config, 'influx' | 'batch' | 'sinkTimeoutMs' | 'spool' | 'dataDir' | 'shutdownGraceMs'>
   /** A sink built by the caller (tests, embedding) instead of the configured one. */
   sink?: Sink
 }
@@ -108,13 +108,6 @@ export default fp(
     app.decorate('sink', durable)
     app.decorate('batcher', batcher)
     app.log.info({ sink: sink.name }, 'time-series sink ready')
-    // Said once here, where ingest starts, until they exist; /readyz lists both as absent.
-    if (config.natsUrl !== undefined || config.mqtt.enabled) {
-      app.log.warn(
-        { nats_url_set: config.natsUrl !== undefined, mqtt_enabled: config.mqtt.enabled },
-        'NATS_URL and MQTT_* are ignored: the bus and the MQTT broker are not built yet',
-      )
-    }
     // Shutdown starts here, before the endpoints wait for their replies: whatever is not
     // durable by the grace minus one sink timeout is answered `ERR busy: retry` / 503, which
     // leaves a sink write already under way the time to end before the process must exit.

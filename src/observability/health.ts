@@ -41,10 +41,6 @@ async function probe(run: () => Promise<void>): Promise<{ reason: string; err: u
   }
 }
 
-// Not built yet: listed so nobody takes them for up (NATS_URL and MQTT_* are ignored).
-const bus: Component = { status: 'absent', reason: 'not built yet: NATS_URL is ignored' }
-const broker: Component = { status: 'absent', reason: 'not built yet: MQTT_* is ignored' }
-
 /** /health (Matt Collector's, unchanged), /healthz (liveness), /readyz (per component), /metrics. */
 export default fp(
   async (app: FastifyInstance, opts: { prefix: string }) => {
@@ -99,8 +95,9 @@ export default fp(
     }
     app.get(`${p}/readyz`, { schema: { response: { 200: readySchema, 503: readySchema } } }, async (_req, reply) => {
       const [db, sink] = await Promise.all([database(), sinkComponent()])
-      const components = { database: db, sink, bus, broker }
-      // Absent is not down: what does not exist yet cannot fail.
+      // The broker is registered after this plugin: read at request time.
+      const components = { database: db, sink, bus: { ...app.bus.status() }, broker: app.broker.status() as Component }
+      // Absent is not down: a broker turned off cannot fail.
       const allUp = Object.values(components).every((c) => c.status !== 'down')
       return reply.code(allUp ? 200 : 503).send({ status: allUp ? 'ok' : 'degraded', components })
     })
@@ -109,5 +106,5 @@ export default fp(
       return app.metrics.registry.metrics()
     })
   },
-  { name: 'health', dependencies: ['db', 'sink', 'metrics'] },
+  { name: 'health', dependencies: ['db', 'sink', 'metrics', 'bus'] },
 )

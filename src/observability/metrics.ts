@@ -90,6 +90,71 @@ export function createMetrics() {
     help: 'Acknowledged lines the sink refused for good, moved to the dead-letter file',
     registers: [registry],
   })
+  // Bus and MQTT broker (src/bus/, src/devices/). Gauges read their sources at scrape time.
+  let busSource: { up: boolean; mode: string } | undefined
+  new Gauge({
+    name: 'mc_bus_up',
+    help: '1 while the bus is connected (NATS) or in-process; 0 while NATS is unreachable',
+    labelNames: ['mode'] as const,
+    registers: [registry],
+    collect() {
+      this.reset()
+      if (busSource) this.set({ mode: busSource.mode }, busSource.up ? 1 : 0)
+    },
+  })
+  let brokerSource: { clients: number; held: number } | undefined
+  new Gauge({
+    name: 'mc_mqtt_clients',
+    help: 'MQTT clients connected to this instance (TCP and WebSocket)',
+    registers: [registry],
+    collect() {
+      this.set(brokerSource?.clients ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'mc_mqtt_held_publishes',
+    help: 'QoS 1 publishes held without PUBACK, waiting for JetStream to store them',
+    registers: [registry],
+    collect() {
+      this.set(brokerSource?.held ?? 0)
+    },
+  })
+  const mqttConnections = new Counter({
+    name: 'mc_mqtt_connections_total',
+    help: 'MQTT CONNECTs answered, by result (accepted, bad_credentials, deleted, throttled, over_limit, protocol_error)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
+  const mqttMessages = new Counter({
+    name: 'mc_mqtt_messages_total',
+    help: 'MQTT publishes from devices, by result: received, forwarded (stored in JetStream or published to NATS), refused (ACL), timed_out (client disconnected without PUBACK), failed (QoS 0 lost)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
+  const mqttCommands = new Counter({
+    name: 'mc_mqtt_commands_total',
+    help: 'NATS cmd.<device> messages delivered to devices connected here',
+    registers: [registry],
+  })
+  const mqttLines = new Counter({
+    name: 'mc_mqtt_lines_total',
+    help: 'Line-protocol payloads from devices, by result: submitted (to the batcher), refused (the batcher refused), not_line_protocol',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
+  const natsPublishSeconds = new Histogram({
+    name: 'mc_nats_publish_seconds',
+    help: 'Time from a JetStream publish to its ack (kind=jetstream), or of a core publish and flush (kind=core)',
+    labelNames: ['kind'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [registry],
+  })
+  const natsPublishes = new Counter({
+    name: 'mc_nats_publishes_total',
+    help: 'Publishes to NATS, by kind (jetstream, core) and outcome (ok, duplicate, error)',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [registry],
+  })
   let spool: { spool: { bytes: number; lines: number; records: number }; mode: string; name: string; up: boolean } | undefined
   new Gauge({
     name: 'mc_spool_bytes',
@@ -141,6 +206,20 @@ export function createMetrics() {
     replayFailures,
     deadLetterRecords,
     deadLetterLines,
+    mqttConnections,
+    mqttMessages,
+    mqttCommands,
+    mqttLines,
+    natsPublishSeconds,
+    natsPublishes,
+    /** The bus's state for mc_bus_up. */
+    trackBus(s: NonNullable<typeof busSource>) {
+      busSource = s
+    },
+    /** The broker's live counts for mc_mqtt_clients and mc_mqtt_held_publishes. */
+    trackBroker(s: NonNullable<typeof brokerSource>) {
+      brokerSource = s
+    },
     /** `fn` moves counts kept elsewhere into the counters; called before they are read. */
     beforeScrape(fn: () => void) {
       flushers.push(fn)

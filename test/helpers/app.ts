@@ -52,6 +52,8 @@ export async function startTestApp(
     LOG_LEVEL: 'error',
     SERVER_HOST: '127.0.0.1',
     SERVER_PORT: '0',
+    // Mosquitto may hold 1883 here; the embedded broker takes any free port in tests.
+    MQTT_PORT: '0',
     ...env,
   })
   const testDb = overrides.testDb ?? (config.databaseUrl === undefined ? await sharedEmbedded() : undefined)

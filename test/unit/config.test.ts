@@ -12,7 +12,18 @@ describe('loadConfig', () => {
     expect(c.jwtSecret).toBeUndefined()
     expect(c.databaseUrl).toBeUndefined()
     expect(c.influx).toBeUndefined()
-    expect(c.mqtt).toEqual({ enabled: true, port: 1883 })
+    expect(c.mqtt).toEqual({
+      enabled: true,
+      port: 1883,
+      portExplicit: false,
+      forwardTimeoutMs: 30_000,
+      maxPacketBytes: 256 * 1024,
+      connectTimeoutMs: 10_000,
+      maxConnectionsPerAddress: 1000,
+      auth: { maxFailuresPerAddress: 20, windowS: 60 },
+      keepaliveMaxS: 3600,
+    })
+    expect(c.nats).toEqual({ connectTimeoutMs: 5000, publishTimeoutMs: 5000 })
     expect(c.allowedOrigins).toBeUndefined()
     expect(c.maxConnections).toBe(10_000)
     expect(c.batch).toEqual({
@@ -44,7 +55,7 @@ describe('loadConfig', () => {
       INFLUXDB_TOKEN: 'tok',
     })
     expect(c.port).toBe(0)
-    expect(c.mqtt).toEqual({ enabled: false, port: 0 })
+    expect(c.mqtt).toMatchObject({ enabled: false, port: 0, portExplicit: true })
     expect(c.batch.maxLines).toBe(1)
     expect(c.allowedOrigins).toEqual(['https://a.example', 'https://b.example'])
     expect(c.pathPrefix).toBe('/collector')
