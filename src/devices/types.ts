@@ -44,3 +44,39 @@ export interface BrokerHandle {
   /** For /readyz: `absent` when MQTT_ENABLED=false. */
   status(): { status: 'up' | 'down' | 'absent' } & Record<string, unknown>
 }
+
+/** One accepted device publish, as the broker hands it to the forwarder (src/devices/forwarder.ts). */
+export interface ForwardRequest {
+  deviceId: string
+  deviceType: string
+  /** The NATS subject (`raw.<id>` or `raw.<id>.a.b`), already checked by the ACL. */
+  subject: string
+  /** The MQTT topic verbatim (header Mqtt-Topic). */
+  topic: string
+  payload: Buffer
+  qos: 0 | 1
+  /** QoS 1: the packet id and its DUP flag (for the Nats-Msg-Id of redeliveries). */
+  packetId: number | undefined
+  dup: boolean
+  /** Epoch ms the broker received the publish (header Received-At). */
+  receivedAt: number
+}
+
+/** Forwarding gave up: QoS 1 was not stored within MQTT_FORWARD_TIMEOUT_MS (or the gateway is closing). */
+export class ForwardTimeoutError extends Error {
+  override name = 'ForwardTimeoutError'
+}
+
+/**
+ * The broker's view of the forwarder. `forward` resolves once the message is stored in
+ * JetStream (QoS 1; in-process or core NATS: once published) or sent best-effort (QoS 0,
+ * never rejects); it rejects with ForwardTimeoutError when a QoS 1 message could not be
+ * stored in time, and the broker then disconnects the client without PUBACK.
+ */
+export interface DeviceForwarder {
+  forward(req: ForwardRequest): Promise<void>
+  /** QoS 1 publishes waiting for JetStream now. */
+  readonly held: number
+  /** Stops taking new forwards; waits (bounded by the forward timeout) for held ones, which then fail. */
+  close(): Promise<void>
+}
