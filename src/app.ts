@@ -103,7 +103,7 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
       maxHeldBytes: config.ws.maxHeldBytes,
     })
     await app.register(httpWritePlugin, { prefix, ...config.httpWrite })
-    await app.register(devicesPlugin, { prefix })
+    await app.register(devicesPlugin, { prefix, sessions: config.deviceSessions })
     // Last: it stops taking publishes first on close, before the bus drains.
     await app.register(brokerPlugin, { prefix, config })
     await app.ready()

@@ -45,6 +45,9 @@ const envSchema = z
     MQTT_AUTH_MAX_FAILURES_PER_ADDRESS: positiveInt.default(20),
     MQTT_AUTH_FAILURE_WINDOW_S: positiveInt.default(60),
     MQTT_KEEPALIVE_MAX_S: positiveInt.default(3600),
+    DEVICE_SESSION_HEARTBEAT_MS: positiveInt.default(5_000),
+    DEVICE_SESSION_STALE_AFTER_MS: positiveInt.default(20_000),
+    DEVICE_INSTANCE_FORGET_AFTER_MS: positiveInt.default(600_000),
     NATS_CONNECT_TIMEOUT_MS: positiveInt.default(5000),
     NATS_PUBLISH_TIMEOUT_MS: positiveInt.default(5000),
     ALLOWED_ORIGINS: optionalString,
@@ -108,6 +111,13 @@ const envSchema = z
         message: `must be larger than SINK_TIMEOUT_MS (${env.SINK_TIMEOUT_MS})`,
       })
     }
+    if (env.DEVICE_SESSION_STALE_AFTER_MS <= env.DEVICE_SESSION_HEARTBEAT_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DEVICE_SESSION_STALE_AFTER_MS'],
+        message: `must be larger than DEVICE_SESSION_HEARTBEAT_MS (${env.DEVICE_SESSION_HEARTBEAT_MS})`,
+      })
+    }
     if (env.INFLUXDB_URL !== undefined && env.INFLUXDB_DATABASE === undefined) {
       ctx.addIssue({ code: 'custom', path: ['INFLUXDB_DATABASE'], message: 'is required when INFLUXDB_URL is set' })
     }
@@ -137,8 +147,9 @@ export interface Config {
    * start; the default 1883 taken falls back to a free port with a warning).
    * `forwardTimeoutMs`: how long a QoS 1 publish is held while NATS cannot store it, then
    * the client is disconnected without PUBACK. `maxPacketBytes`: largest MQTT packet.
-   * `connectTimeoutMs`: a socket must send CONNECT within it. `keepaliveMaxS`: largest
-   * keep-alive a client may ask for (0, none, is refused too).
+   * `connectTimeoutMs`: a socket must send CONNECT within it. `keepaliveMaxS`: a client
+   * asking for a keep-alive of 0 or more than this is held to it (MQTT 5: told as Server
+   * Keep Alive), not refused.
    */
   mqtt: {
     enabled: boolean
@@ -151,6 +162,13 @@ export interface Config {
     auth: { maxFailuresPerAddress: number; windowS: number }
     keepaliveMaxS: number
   }
+  /**
+   * Live MQTT sessions shared between instances through Postgres (`connected` in GET
+   * /devices): each instance renews a heartbeat every `heartbeatMs`; a session counts while
+   * its instance's heartbeat is younger than `staleAfterMs`; silent instances are deleted
+   * after `forgetAfterMs`.
+   */
+  deviceSessions: { heartbeatMs: number; staleAfterMs: number; forgetAfterMs: number }
   /** `undefined` = any origin. */
   allowedOrigins: string[] | undefined
   maxConnections: number
@@ -239,6 +257,11 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       maxConnectionsPerAddress: e.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
       auth: { maxFailuresPerAddress: e.MQTT_AUTH_MAX_FAILURES_PER_ADDRESS, windowS: e.MQTT_AUTH_FAILURE_WINDOW_S },
       keepaliveMaxS: e.MQTT_KEEPALIVE_MAX_S,
+    },
+    deviceSessions: {
+      heartbeatMs: e.DEVICE_SESSION_HEARTBEAT_MS,
+      staleAfterMs: e.DEVICE_SESSION_STALE_AFTER_MS,
+      forgetAfterMs: e.DEVICE_INSTANCE_FORGET_AFTER_MS,
     },
     allowedOrigins: origins === undefined || origins.includes('*') ? undefined : origins,
     maxConnections: e.MAX_CONNECTIONS,

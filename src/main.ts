@@ -4,6 +4,7 @@ import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 import { DataDirLockedError } from './db/data-dir-lock.js'
 import { DbError } from './db/db.js'
+import { BrokerListenError } from './devices/broker-listener.js'
 
 async function main(): Promise<void> {
   let config
@@ -33,9 +34,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  // A refusal that says what to do (the database cannot start, DATA_DIR is in use) is one
+  // A refusal that says what to do (the database cannot start, DATA_DIR or MQTT_PORT is in use) is one
   // line; anything else is a bug, shown with its stack.
-  const said = err instanceof DbError || err instanceof DataDirLockedError
+  const said = err instanceof DbError || err instanceof DataDirLockedError || err instanceof BrokerListenError
   process.stderr.write(`matt-collector: failed to start: ${said ? err.message : ((err as Error)?.stack ?? String(err))}\n`)
   process.exit(1)
 })

@@ -11,6 +11,9 @@ import {
   type StreamSpec,
 } from './bus.js'
 
+/** What nats-server uses when a stream sets none. */
+const JETSTREAM_DEFAULT_DUPLICATE_WINDOW_MS = 120_000
+
 interface Sub {
   pattern: string
   handler: (msg: BusMessage) => void
@@ -27,6 +30,7 @@ export class InProcessBus implements Bus {
   private subs = new Set<Sub>()
   private streams = new Map<string, { spec: StreamSpec; seq: number; seen: Map<string, { seq: number; at: number }> }>()
   private closed = false
+  private listeners: Array<(status: BusStatus) => void> = []
   private queueTurn = new Map<string, number>()
 
   /** `onHandlerError`: a subscriber threw (NATS would not let that reach the publisher either). */
@@ -36,8 +40,9 @@ export class InProcessBus implements Bus {
     return this.closed ? { status: 'down', mode: this.mode, reason: 'closed' } : { status: 'up', mode: this.mode }
   }
 
-  onStatusChange(): void {
-    // Up until closed; nobody waits for that change.
+  /** Up from the start; the one change is to down when closed. */
+  onStatusChange(listener: (status: BusStatus) => void): void {
+    this.listeners.push(listener)
   }
 
   publish(subject: string, data: Uint8Array, headers?: BusHeaders): void {
@@ -48,16 +53,22 @@ export class InProcessBus implements Bus {
   async persist(subject: string, data: Uint8Array, opts: PersistOptions = {}): Promise<PersistResult> {
     if (this.closed) throw new BusError('closed', 'bus is closed')
     const found = [...this.streams.entries()].find(([, s]) => s.spec.subjects.some((p) => subjectMatches(p, subject)))
+    // Subscribers see the id as a header, as they do over NATS.
+    const headers = opts.msgId !== undefined ? { ...opts.headers, 'Nats-Msg-Id': opts.msgId } : opts.headers
     if (found === undefined) {
-      this.deliver({ subject, data, headers: opts.headers })
+      this.deliver({ subject, data, headers })
       return { stream: '', seq: 0, duplicate: false }
     }
     const [name, stream] = found
     const now = Date.now()
     if (opts.msgId !== undefined) {
-      const windowMs = stream.spec.duplicateWindowMs ?? 120_000
+      const windowMs = stream.spec.duplicateWindowMs ?? JETSTREAM_DEFAULT_DUPLICATE_WINDOW_MS
       const seen = stream.seen.get(opts.msgId)
-      if (seen !== undefined && now - seen.at < windowMs) return { stream: name, seq: seen.seq, duplicate: true }
+      if (seen !== undefined && now - seen.at < windowMs) {
+        // Over NATS, plain subscribers of the subject get a duplicate too: only the stream drops it.
+        this.deliver({ subject, data, headers })
+        return { stream: name, seq: seen.seq, duplicate: true }
+      }
       // Forget ids older than the window (Map keeps insertion order: oldest first).
       for (const [id, s] of stream.seen) {
         if (now - s.at < windowMs) break
@@ -66,7 +77,6 @@ export class InProcessBus implements Bus {
     }
     stream.seq++
     if (opts.msgId !== undefined) stream.seen.set(opts.msgId, { seq: stream.seq, at: now })
-    const headers = opts.msgId !== undefined ? { ...opts.headers, 'Nats-Msg-Id': opts.msgId } : opts.headers
     this.deliver({ subject, data, headers })
     return { stream: name, seq: stream.seq, duplicate: false }
   }
@@ -86,8 +96,17 @@ export class InProcessBus implements Bus {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return
     this.closed = true
     this.subs.clear()
+    const status = this.status()
+    for (const listener of this.listeners.splice(0)) {
+      try {
+        listener(status)
+      } catch (err) {
+        this.opts.onHandlerError?.(err, '')
+      }
+    }
   }
 
   /** Like NATS: every plain subscriber gets a copy; of a queue group, one member (in turn). */

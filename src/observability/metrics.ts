@@ -121,13 +121,13 @@ export function createMetrics() {
   })
   const mqttConnections = new Counter({
     name: 'mc_mqtt_connections_total',
-    help: 'MQTT CONNECTs answered, by result (accepted, bad_credentials, deleted, throttled, over_limit, protocol_error)',
+    help: 'MQTT CONNECTs answered, by result (accepted, bad_credentials, deleted, throttled, over_limit, protocol_error, unavailable: the device directory failed)',
     labelNames: ['result'] as const,
     registers: [registry],
   })
   const mqttMessages = new Counter({
     name: 'mc_mqtt_messages_total',
-    help: 'MQTT publishes from devices, by result: received, forwarded (stored in JetStream or published to NATS), refused (ACL), timed_out (client disconnected without PUBACK), failed (QoS 0 lost)',
+    help: 'MQTT publishes from devices, by result: received, forwarded (stored in JetStream or published to NATS), refused (ACL), timed_out (client disconnected without PUBACK), failed (QoS 0 not published, or a QoS 1 message NATS refused for good)',
     labelNames: ['result'] as const,
     registers: [registry],
   })

@@ -109,11 +109,12 @@ describe('health endpoints', () => {
       expect((await fetch(`${t.url}/healthz`)).status).toBe(200)
       const ready = await fetch(`${t.url}/readyz`)
       expect(ready.status).toBe(200)
-      const json = (await ready.json()) as { status: string; components: Record<string, { status: string }> }
+      const json = (await ready.json()) as { status: string; components: Record<string, { status: string; mode?: string }> }
       expect(json.status).toBe('ok')
       expect(json.components.database?.status).toBe('up')
       expect(json.components.sink?.status).toBe('up')
-      expect(json.components.bus?.status).toBe('absent')
+      expect(json.components.bus).toMatchObject({ status: 'up', mode: 'in-process' })
+      expect(json.components.broker).toMatchObject({ status: 'up' })
 
       sink.failWith = new (await import('../../src/ingest/sink.js')).SinkError('down', true, 503)
       const degraded = await fetch(`${t.url}/readyz`)
