@@ -3,12 +3,16 @@
  * processes, fresh gateways with their CPU and memory over a load, and the retry of a
  * measurement that shared the CPU with someone else's processes.
  */
+import { cpus } from 'node:os'
 import jwt from 'jsonwebtoken'
+// Types only: importing a load generator's module would run it.
+import type { MqttLoadOptions } from './load/mqtt-load.js'
+import type { NatsLoadOptions } from './load/nats-load.js'
 import { cpuSnapshot, otherCpuPercent, procStats, type ProcStats } from './machine.js'
 import { runToEnd, SECRET, startGateway, type Gateway, type Proc } from './procs.js'
 
 export { cpuSnapshot, fdLimitOf, otherCpuPercent, procStats, type CpuSnapshot, type ProcStats } from './machine.js'
-export { cleanup, ROOT, SECRET, startGateway, startProc, stopAll, track, trackDir, type Gateway, type Proc } from './procs.js'
+export { ADMIN_PASSWORD, ADMIN_USERNAME, cleanup, ROOT, SECRET, startGateway, startProc, stopAll, track, trackDir, type Gateway, type Proc } from './procs.js'
 
 export interface Row {
   scenario: string
@@ -42,6 +46,8 @@ export interface Ctx {
   idleConnections: number
   /** Write a V8 CPU profile of every gateway run into bench/results/cpu-prof/. */
   cpuProf: boolean
+  /** With cpuProf: only of the gateway runs whose label contains one of these. */
+  cpuProfOnly?: string[]
   rows: Row[]
   log(msg: string): void
 }
@@ -71,6 +77,10 @@ export interface LoadResult {
   skipped?: number
   /** http-load: responses by status. */
   statuses?: Record<string, number>
+  /** mqtt-load, nats-load: the broker could not be connected to (nothing was measured). */
+  connect_error?: string
+  /** CPU seconds of the peer process outside the bench the load went to (see load). */
+  peer_cpu_s?: number
   /** Set by wsLoad/httpLoad: see Row.other_cpu_pct. */
   other_cpu_pct?: number
 }
@@ -100,12 +110,30 @@ async function awaitQuietMachine(ctx: Ctx): Promise<void> {
   }
 }
 
-/** Runs a load generator to its end, noting how much CPU other processes took meanwhile. */
-async function load(ctx: Ctx, args: string[]): Promise<LoadResult> {
+/**
+ * Runs a load generator to its end, noting how much CPU other processes took meanwhile.
+ * `peer`: a process outside the bench that the load is aimed at (the machine's Mosquitto):
+ * its CPU is the load's, not a disturbance, and is reported as `peer_cpu_s` instead.
+ */
+async function load(ctx: Ctx, args: string[], peer?: number): Promise<LoadResult> {
   await awaitQuietMachine(ctx)
+  const peerCpu = () => {
+    try {
+      return peer === undefined ? undefined : procStats(peer).cpuS
+    } catch {
+      return undefined // gone, or not ours to read
+    }
+  }
   const before = cpuSnapshot()
+  const peerBefore = peerCpu()
   const result = await runToEnd<LoadResult>(args)
-  return { ...result, other_cpu_pct: otherCpuPercent(before, cpuSnapshot()) }
+  const after = cpuSnapshot()
+  const peerAfter = peerCpu()
+  if (peerBefore === undefined || peerAfter === undefined) return { ...result, other_cpu_pct: otherCpuPercent(before, after) }
+  const peerS = peerAfter - peerBefore
+  const capacityS = ((after.atMs - before.atMs) / 1000) * cpus().length
+  const other = Math.max(0, otherCpuPercent(before, after) - (capacityS > 0 ? (100 * peerS) / capacityS : 0))
+  return { ...result, other_cpu_pct: Number(other.toFixed(1)), peer_cpu_s: Number(peerS.toFixed(2)) }
 }
 
 export interface WsLoadOptions {
@@ -149,6 +177,24 @@ export function httpLoad(ctx: Ctx, url: string, o: HttpLoadOptions): Promise<Loa
     'bench/load/http-load.ts',
     JSON.stringify({ url, durationMs: ctx.durationMs, warmupMs: ctx.warmupMs, ...o }),
   ])
+}
+
+/** Runs the MQTT QoS 1 load generator as its own process and returns its result. */
+export function mqttLoad(
+  ctx: Ctx,
+  o: Omit<MqttLoadOptions, 'durationMs' | 'warmupMs'>,
+  /** The broker's pid when it is a process outside the bench (see load). */
+  peer?: number,
+): Promise<LoadResult> {
+  return load(ctx, ['--import', 'tsx', 'bench/load/mqtt-load.ts', JSON.stringify({ durationMs: ctx.durationMs, warmupMs: ctx.warmupMs, ...o })], peer)
+}
+
+/** Runs the JetStream publish load generator (nats.js) as its own process and returns its result. */
+export function natsLoad(
+  ctx: Ctx,
+  o: Omit<NatsLoadOptions, 'durationMs' | 'warmupMs'>,
+): Promise<LoadResult> {
+  return load(ctx, ['--import', 'tsx', 'bench/load/nats-load.ts', JSON.stringify({ durationMs: ctx.durationMs, warmupMs: ctx.warmupMs, ...o })])
 }
 
 export interface GatewayRunStats {
@@ -269,7 +315,8 @@ export function gatewayRun<T>(
   o: { fdLimit?: number; retry?: boolean } = {},
 ): Promise<{ result: T; stats: GatewayRunStats }> {
   const once = async () => {
-    const gw = await startGateway(env, { cpuProf: ctx.cpuProf, profileName: label, ...(o.fdLimit !== undefined ? { fdLimit: o.fdLimit } : {}) })
+    const profile = ctx.cpuProf && (ctx.cpuProfOnly === undefined || ctx.cpuProfOnly.some((part) => label.includes(part)))
+    const gw = await startGateway(env, { cpuProf: profile, profileName: label, ...(o.fdLimit !== undefined ? { fdLimit: o.fdLimit } : {}) })
     try {
       const before = procStats(gw.pid)
       const result = await drive(gw)

@@ -11,6 +11,13 @@ import { fileURLToPath } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url))
 export const SECRET = 'bench-secret-bench-secret-bench-secret-0001'
+/**
+ * The admin every bench gateway creates on the run's first start (the database is shared
+ * by all of them), for scenarios that call the REST API (the mqtt scenario provisions
+ * devices with it).
+ */
+export const ADMIN_USERNAME = 'admin'
+export const ADMIN_PASSWORD = 'bench-admin-password'
 
 const children = new Set<ChildProcess>()
 const tempDirs = new Set<string>()
@@ -155,6 +162,8 @@ export async function runToEnd<T>(args: string[], opts: StartOptions = {}): Prom
 
 export interface Gateway extends Proc {
   port: number
+  /** The embedded MQTT broker's TCP port (`mqtt_port` of the listening line); null when it is off. */
+  mqttPort: number | null
 }
 
 // One DATA_DIR for every gateway of the run: the embedded Postgres cluster is created
@@ -211,6 +220,8 @@ export async function startGateway(env: Record<string, string>, o: GatewayOption
       MQTT_PORT: '0',
       DATA_DIR: sharedDataDir,
       JWT_SECRET: SECRET,
+      ADMIN_USERNAME,
+      ADMIN_PASSWORD,
       LOG_LEVEL: 'warn',
       MAX_CONNECTIONS: '100000',
       ...env,
@@ -218,5 +229,6 @@ export async function startGateway(env: Record<string, string>, o: GatewayOption
     (j) => j.msg === 'listening',
     o.fdLimit !== undefined ? { fdLimit: o.fdLimit } : {},
   )
-  return { ...proc, port: proc.hello.http_port as number }
+  const mqttPort = proc.hello.mqtt_port
+  return { ...proc, port: proc.hello.http_port as number, mqttPort: typeof mqttPort === 'number' && mqttPort > 0 ? mqttPort : null }
 }

@@ -1,13 +1,15 @@
 /**
  * `npm run bench`: every scenario against its baselines in one run, the gateway and the
  * load generators as separate processes on loopback. Prints a table and the DESIGN.md
- * targets, and writes bench/results/<timestamp>.json and bench/results/latest.json.
+ * targets, and writes bench/results/<timestamp>.json and (unless --only) bench/results/latest.json.
  *   --quick           a smoke run (about a second per measurement, 500 idle connections)
- *   --only=a,b        only these scenarios (ts-1line, ts-1000lines, http-write, idle)
+ *   --only=a,b        only these scenarios (ts-1line, ts-1000lines, http-write, spooling, idle, mqtt)
  *   --duration=ms     measured time per run (default 10000)
  *   --idle=N          idle connections for the idle scenario (default 10000; 50000 = DESIGN)
  *   --cpu-prof        write a V8 CPU profile of every gateway run to bench/results/cpu-prof/
  *                     (summarise one with `node --import tsx bench/cpu-top.ts <file>`)
+ *   --cpu-prof=a,b    only of the gateway runs whose label contains a or b (the file names:
+ *                     e.g. --cpu-prof=mqtt-forward for the MQTT → JetStream gateway)
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -16,6 +18,7 @@ import { join } from 'node:path'
 import { cleanup, OTHER_CPU_WARN_PERCENT, ROOT, stopAll, type Ctx, type Row } from './lib.js'
 import * as httpWrite from './scenarios/http-write.js'
 import * as idle from './scenarios/idle.js'
+import * as mqtt from './scenarios/mqtt.js'
 import * as spooling from './scenarios/spooling.js'
 import * as ts1000 from './scenarios/ts-1000lines.js'
 import * as ts1 from './scenarios/ts-1line.js'
@@ -25,7 +28,7 @@ interface Scenario {
   name: string
   run(ctx: Ctx): Promise<Row[]>
 }
-const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, spooling, idle]
+const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, spooling, idle, mqtt]
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]))
 const known = new Set(['quick', 'only', 'duration', 'idle', 'cpu-prof'])
@@ -57,6 +60,7 @@ const ctx: Ctx = {
   quick,
   idleConnections,
   cpuProf: args.has('cpu-prof'),
+  ...(args.get('cpu-prof') ? { cpuProfOnly: (args.get('cpu-prof') as string).split(',') } : {}),
   rows: [],
   log: (m) => process.stderr.write(`bench [${((performance.now() - benchStarted) / 1000).toFixed(0).padStart(3)} s]: ${m}\n`),
 }
@@ -125,8 +129,10 @@ async function main(): Promise<void> {
   const dir = join(ROOT, 'bench', 'results')
   mkdirSync(dir, { recursive: true })
   const text = JSON.stringify(result, null, 2) + '\n'
-  writeFileSync(join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`), text)
-  writeFileSync(join(dir, 'latest.json'), text)
+  const file = `${started.toISOString().replace(/[:.]/g, '-')}.json`
+  writeFileSync(join(dir, file), text)
+  // latest.json is the committed record of a whole run: a partial run (--only) never replaces it.
+  if (!only) writeFileSync(join(dir, 'latest.json'), text)
   console.log(table(ctx.rows))
   console.log()
   console.log(formatTargets(targets))
@@ -134,7 +140,7 @@ async function main(): Promise<void> {
     console.log(`\nwarning: in some runs other processes took more than ${OTHER_CPU_WARN_PERCENT} % of the CPU ("other cpu %"): their figures are not comparable; run again on a quiet machine`)
   }
   console.log(
-    `\n${quick ? 'quick run' : 'run'} took ${result.elapsed_s} s (ws ${pkgs.ws}, bufferutil ${pkgs.bufferutil ?? 'not installed'}); results in bench/results/latest.json`,
+    `\n${quick ? 'quick run' : 'run'} took ${result.elapsed_s} s (ws ${pkgs.ws}, bufferutil ${pkgs.bufferutil ?? 'not installed'}); results in bench/results/${only ? file : 'latest.json'}`,
   )
 }
 
