@@ -1,13 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { connect, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node'
-import {
-  jetstream,
-  jetstreamManager,
-  StorageType,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JetStreamPublishOptions,
-} from '@nats-io/jetstream'
+import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 import {
   BusError,
   type Bus,
@@ -19,6 +12,10 @@ import {
   type PersistResult,
   type StreamSpec,
 } from './bus.js'
+import { JetStreamPublisher } from './jetstream-publisher.js'
+import { parseNatsUrl, type ParsedNatsUrl } from './nats-url.js'
+
+export { parseNatsUrl, type ParsedNatsUrl } from './nats-url.js'
 
 type Log = {
   debug(obj: object, msg: string): void
@@ -48,47 +45,6 @@ export interface NatsBusOptions {
 const RETRY_MIN_MS = 250
 const RETRY_MAX_MS = 5000
 
-export interface ParsedNatsUrl {
-  servers: string[]
-  user?: string
-  pass?: string
-  token?: string
-  tls: boolean
-  /** The servers as shown in logs and /readyz: no credentials. */
-  display: string
-}
-
-/**
- * NATS_URL → nats.js options. nats.js takes credentials as options, not inside server
- * URLs, so they are lifted out here (the first server carrying any wins: one connection
- * has one identity). `nats://token@host` is a token; `nats://user:pass@host` a user.
- */
-export function parseNatsUrl(raw: string): ParsedNatsUrl {
-  const out: ParsedNatsUrl = { servers: [], tls: false, display: '' }
-  for (const part of raw.split(',')) {
-    const item = part.trim()
-    if (item === '') continue
-    const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(item) ? item : `nats://${item}`
-    let u: URL
-    try {
-      u = new URL(withScheme)
-    } catch {
-      throw new BusError('refused', `NATS_URL: "${item.replace(/\/\/[^@/]*@/, '//***@')}" is not a server URL`)
-    }
-    if (u.protocol === 'tls:') out.tls = true
-    const user = decodeURIComponent(u.username)
-    const pass = decodeURIComponent(u.password)
-    if (user !== '' && out.user === undefined && out.token === undefined) {
-      if (u.password === '') out.token = user
-      else Object.assign(out, { user, pass })
-    }
-    out.servers.push(`${u.protocol}//${u.host}`)
-  }
-  if (out.servers.length === 0) throw new BusError('refused', 'NATS_URL names no server')
-  out.display = out.servers.join(',')
-  return out
-}
-
 interface SubRecord {
   subject: string
   queue: string | undefined
@@ -111,6 +67,8 @@ export class NatsBus implements Bus {
   private nc: NatsConnection | undefined
   private js: JetStreamClient | undefined
   private jsm: JetStreamManager | undefined
+  /** JetStream publishes with acks on the current connection. */
+  private publisher: JetStreamPublisher | undefined
   private up = false
   /** The current connection's link, as its status events tell (nats.js has no public flag). */
   private linkUp = false
@@ -125,14 +83,11 @@ export class NatsBus implements Bus {
   private downSince = Date.now()
   /** Marks streams this instance creates, so a racing create by another instance fails (and says 'exists'). */
   private readonly instanceId = randomBytes(6).toString('hex')
-  /** Reused when persist gets no options: the hot path allocates nothing of its own. */
-  private readonly defaultPublish: Partial<JetStreamPublishOptions>
 
   constructor(private readonly opts: NatsBusOptions) {
     this.parsed = parseNatsUrl(opts.url)
     this.log = opts.log
     this.observer = opts.observer
-    this.defaultPublish = { timeout: opts.publishTimeoutMs }
     this.state = { status: 'down', mode: this.mode, server: this.parsed.display, reason: 'connecting', since: iso(this.downSince) }
   }
 
@@ -196,23 +151,12 @@ export class NatsBus implements Bus {
   }
 
   async persist(subject: string, data: Uint8Array, opts?: PersistOptions): Promise<PersistResult> {
-    const js = this.js
-    if (js === undefined || !this.up) throw this.notUp()
+    const publisher = this.publisher
+    if (publisher === undefined || !this.up) throw this.notUp()
     const started = performance.now()
     try {
-      const ack = await js.publish(
-        subject,
-        data,
-        opts === undefined
-          ? this.defaultPublish
-          : {
-              msgID: opts.msgId,
-              headers: opts.headers === undefined ? undefined : toMsgHdrs(opts.headers),
-              timeout: opts.timeoutMs ?? this.opts.publishTimeoutMs,
-            },
-      )
+      const ack = await publisher.publish(subject, data, opts?.msgId, opts?.headers, opts?.timeoutMs ?? this.opts.publishTimeoutMs)
       this.observer?.persisted((performance.now() - started) / 1000, ack.duplicate ? 'duplicate' : 'ok')
-      // PubAck has stream, seq and duplicate (and the domain): it is the result as it is.
       return ack
     } catch (err) {
       this.observer?.persisted((performance.now() - started) / 1000, 'error')
@@ -296,6 +240,7 @@ export class NatsBus implements Bus {
       clearTimeout(timer)
       await nc.close().catch(() => {})
     }
+    this.publisher?.close('closed', 'bus is closed')
     // A connect attempt in flight ends within its handshake timeout; the loop closes what it brings.
     await this.loop?.catch(() => {})
     this.subs.clear()
@@ -344,6 +289,8 @@ export class NatsBus implements Bus {
     this.nc = nc
     this.linkUp = true
     this.js = jetstream(nc, { timeout: this.opts.publishTimeoutMs })
+    // coalesce: persists arrive from separate socket reads (one write each otherwise); measured +5-10 % under load.
+    this.publisher = new JetStreamPublisher(nc, { jetstreamEnabled: () => this.state.jetstream, coalesce: true })
     this.jsm = await jetstreamManager(nc, { checkAPI: false, timeout: this.opts.publishTimeoutMs })
     for (const rec of this.subs) this.attachSub(nc, rec)
     void this.watch(nc)
@@ -356,6 +303,8 @@ export class NatsBus implements Bus {
     this.nc = undefined
     this.js = undefined
     this.jsm = undefined
+    this.publisher?.close('disconnected', 'NATS connection replaced')
+    this.publisher = undefined
     for (const rec of this.subs) rec.sub = undefined
     this.setDown(reason)
   }
@@ -367,6 +316,8 @@ export class NatsBus implements Bus {
       switch (s.type) {
         case 'disconnect':
           this.linkUp = false
+          // Acks of what is in flight went with the link: fail them now, not at their timeout.
+          this.publisher?.failAll('disconnected', 'NATS connection lost before the ack')
           this.setDown('disconnected')
           break
         case 'reconnecting':

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { BusError, subjectMatches, type BusMessage } from '../../src/bus/bus.js'
-import { InProcessBus } from '../../src/bus/in-process.js'
+import { IN_PROCESS_MAX_DEDUP_IDS, InProcessBus } from '../../src/bus/in-process.js'
 import { waitUntil } from '../helpers/wait.js'
 
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -151,6 +151,35 @@ describe('InProcessBus', () => {
     expect(await bus.persist('s.a', bytes('x'), { msgId: 'id' })).toMatchObject({ seq: 1, duplicate: true })
     vi.advanceTimersByTime(2)
     expect(await bus.persist('s.a', bytes('x'), { msgId: 'id' })).toMatchObject({ seq: 2, duplicate: false })
+  })
+
+  it('keeps at most IN_PROCESS_MAX_DEDUP_IDS msgIds per stream, forgetting the oldest first', async () => {
+    bus = new InProcessBus()
+    await bus.ensureStream({ name: 'B', subjects: ['b.>'] })
+    for (let i = 0; i <= IN_PROCESS_MAX_DEDUP_IDS; i++) await bus.persist('b.x', bytes('x'), { msgId: `id-${i}` })
+    // id-0 was the oldest: it fell out, so it is stored again; the newest is still known.
+    expect(await bus.persist('b.x', bytes('x'), { msgId: `id-${IN_PROCESS_MAX_DEDUP_IDS}` })).toMatchObject({ duplicate: true })
+    expect(await bus.persist('b.x', bytes('x'), { msgId: 'id-1' })).toMatchObject({ duplicate: true })
+    expect(await bus.persist('b.x', bytes('x'), { msgId: 'id-0' })).toMatchObject({ seq: IN_PROCESS_MAX_DEDUP_IDS + 2, duplicate: false })
+  })
+
+  it('sees streams created and subscriptions made after a subject was first used', async () => {
+    bus = new InProcessBus()
+    const marker: BusMessage[] = []
+    bus.subscribe('marker.done', (m) => marker.push(m))
+    expect(await bus.persist('late.a', bytes('1'))).toEqual({ stream: '', seq: 0, duplicate: false })
+    bus.publish('late.a', bytes('nobody'))
+    await bus.ensureStream({ name: 'LATE', subjects: ['late.>'] })
+    expect(await bus.persist('late.a', bytes('2'))).toEqual({ stream: 'LATE', seq: 1, duplicate: false })
+    const got: string[] = []
+    const sub = bus.subscribe('late.*', (m) => got.push(text(m.data)))
+    await bus.persist('late.a', bytes('3'))
+    bus.publish('late.a', bytes('4'))
+    await drained(bus, marker)
+    sub.unsubscribe()
+    bus.publish('late.a', bytes('5'))
+    await drained(bus, marker)
+    expect(got).toEqual(['3', '4'])
   })
 
   it('persists to a subject no stream covers as stream "" and still delivers it', async () => {
