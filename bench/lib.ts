@@ -236,7 +236,8 @@ function logSummary(line: string | undefined): string {
     const err = typeof entry.err?.message === 'string' ? `: ${entry.err.message}` : ''
     return `${String(entry.msg ?? '')}${err}`.slice(0, 300)
   } catch {
-    return line.slice(0, 300)
+    // Not JSON: its text could carry a stack with the machine's paths, so not its text.
+    return 'a log line that is not JSON'
   }
 }
 

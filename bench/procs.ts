@@ -138,7 +138,8 @@ export function startProc(
           if (lines.length > 200) lines.shift()
           if (/"level":\s*(4|5|6)\d\b/.test(line)) {
             warnings.count++
-            warnings.first ??= line.slice(0, 400)
+            // Whole (bounded), so the summary can parse it: a cut JSON line would be shown raw, stack and all.
+            warnings.first ??= line.slice(0, 65_536)
           }
         }
       }
