@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseDotenv } from 'dotenv'
 import { z } from 'zod'
+import { parseNatsUrl } from './bus/nats-url.js'
 
 /**
  * The one place that reads the environment. Every tunable is a field here with its
@@ -110,6 +111,14 @@ const envSchema = z
         path: ['SHUTDOWN_GRACE_MS'],
         message: `must be larger than SINK_TIMEOUT_MS (${env.SINK_TIMEOUT_MS})`,
       })
+    }
+    if (env.NATS_URL !== undefined) {
+      // Refused here, with the other bad variables (exit 78), not later by the bus.
+      try {
+        parseNatsUrl(env.NATS_URL)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['NATS_URL'], message: (err as Error).message.replace(/^NATS_URL:?\s*/, '') })
+      }
     }
     if (env.DEVICE_SESSION_STALE_AFTER_MS <= env.DEVICE_SESSION_HEARTBEAT_MS) {
       ctx.addIssue({

@@ -95,4 +95,26 @@ describe('loadConfig', () => {
   it('requires ALLOWED_ORIGINS in production', () => {
     expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40) })).toThrow(/ALLOWED_ORIGINS/)
   })
+
+  it('refuses a NATS_URL naming no server, without showing its credentials', () => {
+    expect(loadConfig({ NATS_URL: 'nats://user:secret@127.0.0.1:4222,127.0.0.1:4223' }).natsUrl).toBe(
+      'nats://user:secret@127.0.0.1:4222,127.0.0.1:4223',
+    )
+    expect(() => loadConfig({ NATS_URL: ' , ' })).toThrow(/NATS_URL names no server/)
+    let message = ''
+    try {
+      loadConfig({ NATS_URL: 'nats://user:secret@:bad port' })
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError)
+      message = (err as Error).message
+    }
+    expect(message).toMatch(/NATS_URL .* is not a server URL/)
+    expect(message).not.toContain('secret')
+  })
+
+  it('requires DEVICE_SESSION_STALE_AFTER_MS to exceed the heartbeat', () => {
+    expect(() => loadConfig({ DEVICE_SESSION_HEARTBEAT_MS: '5000', DEVICE_SESSION_STALE_AFTER_MS: '5000' })).toThrow(
+      /DEVICE_SESSION_STALE_AFTER_MS must be larger than DEVICE_SESSION_HEARTBEAT_MS/,
+    )
+  })
 })
