@@ -533,6 +533,14 @@ describe.runIf(natsUp)('a message NATS cannot store in time', () => {
   it.each([5, 4] as const)('disconnects the device without any PUBACK, never with 0x87 (v%i)', async (protocolVersion) => {
     const api = new ApiClient(t.url)
     const d = await provisionDevice(api, await adminToken(api))
+    // The case before this one restarted the server: the bus reconnects on its own time, and
+    // JetStream stores again only once it has recovered its streams.
+    await waitFor(
+      () => t.app.bus.persist(`raw.${d.id}`, new TextEncoder().encode('probe')),
+      (r) => r.seq > 0,
+      'JetStream storing again',
+      30_000,
+    )
     const c = clients.track(await connectDevice(t, d, { protocolVersion }))
     // Stored while NATS is up (the stream exists then).
     await c.publishAsync(`raw.${d.id}`, 'stored', { qos: 1 })
