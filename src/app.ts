@@ -3,10 +3,14 @@ import { hasZodFastifySchemaValidationErrors, serializerCompiler, validatorCompi
 import accessPlugin from './auth/access-plugin.js'
 import authPlugin from './auth/plugin.js'
 import revocationPlugin from './auth/revocation-plugin.js'
+import adminPlugin from './admin/plugin.js'
 import auditPlugin from './audit/plugin.js'
 import { loadOrCreateDevSecret } from './auth/secret.js'
 import type { Config } from './config.js'
 import busPlugin from './bus/plugin.js'
+import channelAuthPlugin from './channels/auth-plugin.js'
+import channelsPlugin from './channels/plugin.js'
+import channelPublishPlugin from './channels/publish-route.js'
 import { openDb, type Db } from './db/index.js'
 import { lockDataDir } from './db/data-dir-lock.js'
 import dbPlugin from './db/plugin.js'
@@ -103,6 +107,10 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
       maxHeldBytes: config.ws.maxHeldBytes,
     })
     await app.register(httpWritePlugin, { prefix, ...config.httpWrite })
+    await app.register(channelAuthPlugin, { config })
+    await app.register(channelsPlugin, { prefix, config })
+    await app.register(channelPublishPlugin, { prefix, config })
+    await app.register(adminPlugin, { prefix })
     await app.register(devicesPlugin, { prefix, sessions: config.deviceSessions })
     // Last: it stops taking publishes first on close, before the bus drains.
     await app.register(brokerPlugin, { prefix, config })

@@ -53,6 +53,22 @@ const envSchema = z
     NATS_PUBLISH_TIMEOUT_MS: positiveInt.default(5000),
     ALLOWED_ORIGINS: optionalString,
     MAX_CONNECTIONS: positiveInt.default(10_000),
+    OIDC_ISSUER_URL: optionalString.pipe(z.url().optional()),
+    KINDE_ISSUER_URL: optionalString.pipe(z.url().optional()),
+    OIDC_AUDIENCE: optionalString,
+    OIDC_JWKS_URL: optionalString.pipe(z.url().optional()),
+    OIDC_JWKS_MAX_AGE_S: positiveInt.default(24 * 3600),
+    OIDC_JWKS_COOLDOWN_MS: nonNegativeInt.default(30_000),
+    OIDC_TIMEOUT_MS: positiveInt.default(5000),
+    WS_PING_INTERVAL_MS: positiveInt.default(25_000),
+    CHANNEL_HISTORY_SIZE: positiveInt.default(100),
+    CHANNEL_HISTORY_MAX_AGE_S: positiveInt.default(3600),
+    CHANNEL_MAX_BUFFERED_BYTES: positiveInt.default(1024 * 1024),
+    CHANNEL_MAX_CONNECTIONS_PER_USER: positiveInt.default(20),
+    CHANNEL_EVENT_MAX_BYTES: positiveInt.default(64 * 1024),
+    CHANNEL_PRESENCE_TTL_MS: positiveInt.default(30_000),
+    CHANNEL_MAX_CLIENT_FRAME_BYTES: positiveInt.default(4096),
+    CHANNEL_CLIENT_FRAMES_PER_S: positiveInt.default(20),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BATCH_MAX_LINES: positiveInt.default(10_000),
     BATCH_MAX_BYTES: positiveInt.default(8 * 1024 * 1024),
@@ -127,6 +143,9 @@ const envSchema = z
         message: `must be larger than DEVICE_SESSION_HEARTBEAT_MS (${env.DEVICE_SESSION_HEARTBEAT_MS})`,
       })
     }
+    if (env.OIDC_ISSUER_URL !== undefined && env.KINDE_ISSUER_URL !== undefined && env.OIDC_ISSUER_URL !== env.KINDE_ISSUER_URL) {
+      ctx.addIssue({ code: 'custom', path: ['KINDE_ISSUER_URL'], message: 'differs from OIDC_ISSUER_URL (set one of them)' })
+    }
     if (env.INFLUXDB_URL !== undefined && env.INFLUXDB_DATABASE === undefined) {
       ctx.addIssue({ code: 'custom', path: ['INFLUXDB_DATABASE'], message: 'is required when INFLUXDB_URL is set' })
     }
@@ -181,6 +200,32 @@ export interface Config {
   /** `undefined` = any origin. */
   allowedOrigins: string[] | undefined
   maxConnections: number
+  /**
+   * An OpenID Connect issuer whose tokens `/ws` accepts (OIDC_ISSUER_URL or KINDE_ISSUER_URL).
+   * `jwksUrl`: where its keys are; unset = from its discovery document. Keys are cached for
+   * `jwksMaxAgeS`; a token naming an unknown `kid` refetches them, at most once per
+   * `jwksCooldownMs`. `timeoutMs`: one discovery or JWKS request.
+   */
+  oidc:
+    | { issuer: string; audience: string | undefined; jwksUrl: string | undefined; jwksMaxAgeS: number; jwksCooldownMs: number; timeoutMs: number }
+    | undefined
+  /**
+   * The `/ws` hub (docs/API.md section 9). History: the last `historySize` events of each
+   * channel, at most `historyMaxAgeS` old. `maxBufferedBytes`: a client whose unsent data
+   * passes it is disconnected (1008). `presenceTtlMs`: a member of a silent (crashed)
+   * instance leaves after it. Client frames: at most `maxClientFrameBytes`, and
+   * `clientFramesPerS` per connection (more get an error frame).
+   */
+  channels: {
+    historySize: number
+    historyMaxAgeS: number
+    maxBufferedBytes: number
+    maxConnectionsPerUser: number
+    eventMaxBytes: number
+    presenceTtlMs: number
+    maxClientFrameBytes: number
+    clientFramesPerS: number
+  }
   logLevel: Env['LOG_LEVEL']
   /** `maxQueuedBytes`: full batches waiting for a sink write slot; past it, `ERR busy: retry`. */
   batch: { maxLines: number; maxBytes: number; lingerMs: number; maxInflight: number; maxQueuedBytes: number }
@@ -190,7 +235,8 @@ export interface Config {
   /** On-disk spool under dataDir/spool for batches the sink cannot take; replay backoff. */
   spool: { maxBytes: number; segmentBytes: number; retryMinMs: number; retryMaxMs: number }
   /** `maxHeldBytes`: frames one connection may send while its `$AUTH` is being checked. */
-  ws: { maxFrameBytes: number; authTimeoutMs: number; maxPendingFrames: number; maxHeldBytes: number }
+  /** `pingIntervalMs`: `/ws` pings each client this often; two missed pongs end the connection. */
+  ws: { maxFrameBytes: number; authTimeoutMs: number; maxPendingFrames: number; maxHeldBytes: number; pingIntervalMs: number }
   /**
    * HTTP line-protocol ingest: largest body (compressed or not); Retry-After on 503;
    * `maxInflightBytes`: bodies of all requests being handled at once, past it 503.
@@ -274,6 +320,17 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
     },
     allowedOrigins: origins === undefined || origins.includes('*') ? undefined : origins,
     maxConnections: e.MAX_CONNECTIONS,
+    oidc: oidcConfig(e),
+    channels: {
+      historySize: e.CHANNEL_HISTORY_SIZE,
+      historyMaxAgeS: e.CHANNEL_HISTORY_MAX_AGE_S,
+      maxBufferedBytes: e.CHANNEL_MAX_BUFFERED_BYTES,
+      maxConnectionsPerUser: e.CHANNEL_MAX_CONNECTIONS_PER_USER,
+      eventMaxBytes: e.CHANNEL_EVENT_MAX_BYTES,
+      presenceTtlMs: e.CHANNEL_PRESENCE_TTL_MS,
+      maxClientFrameBytes: e.CHANNEL_MAX_CLIENT_FRAME_BYTES,
+      clientFramesPerS: e.CHANNEL_CLIENT_FRAMES_PER_S,
+    },
     logLevel: e.LOG_LEVEL,
     batch: {
       maxLines: e.BATCH_MAX_LINES,
@@ -295,6 +352,7 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       authTimeoutMs: e.WS_AUTH_TIMEOUT_MS,
       maxPendingFrames: e.WS_MAX_PENDING_FRAMES,
       maxHeldBytes: e.WS_MAX_HELD_BYTES,
+      pingIntervalMs: e.WS_PING_INTERVAL_MS,
     },
     httpWrite: {
       maxBodyBytes: e.HTTP_WRITE_MAX_BODY_BYTES,
@@ -324,5 +382,18 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
         maxQueue: e.PASSWORD_HASH_MAX_QUEUE,
       },
     },
+  }
+}
+
+function oidcConfig(e: Env): Config['oidc'] {
+  const issuer = e.OIDC_ISSUER_URL ?? e.KINDE_ISSUER_URL
+  if (issuer === undefined) return undefined
+  return {
+    issuer,
+    audience: e.OIDC_AUDIENCE,
+    jwksUrl: e.OIDC_JWKS_URL,
+    jwksMaxAgeS: e.OIDC_JWKS_MAX_AGE_S,
+    jwksCooldownMs: e.OIDC_JWKS_COOLDOWN_MS,
+    timeoutMs: e.OIDC_TIMEOUT_MS,
   }
 }

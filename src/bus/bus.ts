@@ -43,6 +43,8 @@ export interface StreamSpec {
   /** Messages older than this are removed; default: kept until limits. */
   maxAgeMs?: number
   maxMsgs?: number
+  /** Per subject, the newest this many are kept (a channel's history). */
+  maxMsgsPerSubject?: number
   maxBytes?: number
   /** JetStream's de-duplication window; default the server's (2 minutes). */
   duplicateWindowMs?: number

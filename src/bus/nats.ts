@@ -202,6 +202,7 @@ export class NatsBus implements Bus {
         description: `created by matt-collector (${this.instanceId})`,
         ...(spec.maxAgeMs !== undefined ? { max_age: spec.maxAgeMs * 1e6 } : {}),
         ...(spec.maxMsgs !== undefined ? { max_msgs: spec.maxMsgs } : {}),
+        ...(spec.maxMsgsPerSubject !== undefined ? { max_msgs_per_subject: spec.maxMsgsPerSubject } : {}),
         ...(spec.maxBytes !== undefined ? { max_bytes: spec.maxBytes } : {}),
         ...(spec.duplicateWindowMs !== undefined ? { duplicate_window: spec.duplicateWindowMs * 1e6 } : {}),
       })

@@ -155,6 +155,55 @@ export function createMetrics() {
     labelNames: ['kind', 'outcome'] as const,
     registers: [registry],
   })
+  // The /ws hub (src/channels/): the gauges read the hub when scraped.
+  let channelSource: { channels: number; members: number } | undefined
+  new Gauge({
+    name: 'mc_channels',
+    help: 'Channels with at least one /ws connection on this instance',
+    registers: [registry],
+    collect() {
+      this.set(channelSource?.channels ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'mc_channel_members',
+    help: 'Members (distinct users per channel, every instance) of the channels with connections here',
+    registers: [registry],
+    collect() {
+      this.set(channelSource?.members ?? 0)
+    },
+  })
+  const channelEvents = new Counter({
+    name: 'mc_channel_events_total',
+    help: 'Channel events: in (stored events this instance received from the log, once each), out (frames sent to /ws clients: events, presence, typing)',
+    labelNames: ['direction'] as const,
+    registers: [registry],
+    collect: flush,
+  })
+  const channelEventsDropped = new Counter({
+    name: 'mc_channel_events_dropped_total',
+    help: 'Messages on NATS channel.<id> dropped as no event, by reason (not_json, invalid, too_large)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const channelRecoveries = new Counter({
+    name: 'mc_channel_recoveries_total',
+    help: 'Reconnects with since=<offset>, by result (recovered, failed: recovery:failed sent)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
+  const channelDisconnects = new Counter({
+    name: 'mc_channel_disconnects_total',
+    help: '/ws connections ended by the gateway, by reason (slow_consumer, ping_timeout, token_expired, revoked, admin, shutdown)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const oidcJwksFetches = new Counter({
+    name: 'mc_oidc_jwks_fetches_total',
+    help: "Fetches of the OIDC issuer's discovery document or JWKS, by result (ok, error)",
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
   let spool: { spool: { bytes: number; lines: number; records: number }; mode: string; name: string; up: boolean } | undefined
   new Gauge({
     name: 'mc_spool_bytes',
@@ -212,6 +261,15 @@ export function createMetrics() {
     mqttLines,
     natsPublishSeconds,
     natsPublishes,
+    channelEvents,
+    channelEventsDropped,
+    channelRecoveries,
+    channelDisconnects,
+    oidcJwksFetches,
+    /** The hub's live counts for mc_channels and mc_channel_members. */
+    trackChannels(s: NonNullable<typeof channelSource>) {
+      channelSource = s
+    },
     /** The bus's state for mc_bus_up. */
     trackBus(s: NonNullable<typeof busSource>) {
       busSource = s
