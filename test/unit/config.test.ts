@@ -36,6 +36,18 @@ describe('loadConfig', () => {
     expect(c.ws.maxFrameBytes).toBe(1_048_576)
     expect(c.ws.authTimeoutMs).toBe(10_000)
     expect(c.ws.maxHeldBytes).toBe(8 * 1024 * 1024)
+    expect(c.ws.pingIntervalMs).toBe(25_000)
+    expect(c.oidc).toBeUndefined()
+    expect(c.channels).toEqual({
+      historySize: 100,
+      historyMaxAgeS: 3600,
+      maxBufferedBytes: 1024 * 1024,
+      maxConnectionsPerUser: 20,
+      eventMaxBytes: 64 * 1024,
+      presenceTtlMs: 30_000,
+      maxClientFrameBytes: 4096,
+      clientFramesPerS: 20,
+    })
     expect(c.httpWrite.maxInflightBytes).toBe(256 * 1024 * 1024)
     expect(c.jwt).toEqual({ clockSkewS: 30, streamTokenTtlS: 86_400, issuer: 'matt-collector', revocationCheckMs: 2000 })
     expect(c.sinkTimeoutMs).toBe(10_000)
@@ -110,6 +122,24 @@ describe('loadConfig', () => {
     }
     expect(message).toMatch(/NATS_URL .* is not a server URL/)
     expect(message).not.toContain('secret')
+  })
+
+  it('takes the OIDC issuer from OIDC_ISSUER_URL or its alias KINDE_ISSUER_URL, refusing two different ones', () => {
+    const kinde = 'https://example.kinde.com'
+    expect(loadConfig({ KINDE_ISSUER_URL: kinde }).oidc).toEqual({
+      issuer: kinde,
+      audience: undefined,
+      jwksUrl: undefined,
+      jwksMaxAgeS: 86_400,
+      jwksCooldownMs: 30_000,
+      timeoutMs: 5000,
+    })
+    expect(loadConfig({ OIDC_ISSUER_URL: kinde, KINDE_ISSUER_URL: kinde, OIDC_AUDIENCE: 'api' }).oidc).toMatchObject({
+      issuer: kinde,
+      audience: 'api',
+    })
+    expect(() => loadConfig({ OIDC_ISSUER_URL: kinde, KINDE_ISSUER_URL: 'https://other.kinde.com' })).toThrow(/KINDE_ISSUER_URL/)
+    expect(() => loadConfig({ OIDC_ISSUER_URL: 'not a url' })).toThrow(/OIDC_ISSUER_URL/)
   })
 
   it('requires DEVICE_SESSION_STALE_AFTER_MS to exceed the heartbeat', () => {
