@@ -9,6 +9,7 @@ import { loadOrCreateDevSecret } from './auth/secret.js'
 import type { Config } from './config.js'
 import busPlugin from './bus/plugin.js'
 import channelAuthPlugin from './channels/auth-plugin.js'
+import { CHANNEL_ID_MAX_LENGTH } from './channels/events.js'
 import channelsPlugin from './channels/plugin.js'
 import channelPublishPlugin from './channels/publish-route.js'
 import { openDb, type Db } from './db/index.js'
@@ -47,6 +48,9 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     // Per-request logs would cost more than an ingest request itself; errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
+    // Path parameters as long as a channel id may be (find-my-way's default is 100), with
+    // room past it so a longer id gets the publish route's own 400 naming the limit.
+    maxParamLength: 2 * CHANNEL_ID_MAX_LENGTH,
     // avvio applies this to every preClose hook too: the ws plugin's waits for owed replies,
     // which may take up to the shutdown grace (src/main.ts bounds the whole shutdown).
     pluginTimeout: config.shutdownGraceMs,

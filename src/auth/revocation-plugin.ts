@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { RevocationWatcher } from './revocation.js'
+import { CLOSE_REVOKED, type ChannelSessionView } from '../channels/types.js'
+import { RevocationWatcher, type RevocableSession } from './revocation.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Ends `/time-series` sessions of revoked API tokens and deleted users. */
+    /** Ends `/time-series` sessions of revoked API tokens and deleted users, and `/ws` sessions of deleted users. */
     revocations: RevocationWatcher
   }
 }
@@ -17,13 +18,17 @@ export interface RevocationPluginOptions {
 /**
  * The revocation watcher, checking on a timer (other instances' revocations) and at
  * once when asked (this instance's). Registered before the routes that revoke; the
- * sessions are read when a check runs, from the time-series plugin when it is there.
+ * sessions are read when a check runs, from the time-series and channels plugins when
+ * they are there.
  */
 export default fp(
   async (app: FastifyInstance, opts: RevocationPluginOptions) => {
     const watcher = new RevocationWatcher({
       db: app.db,
-      sessions: () => (app.hasDecorator('streamSessions') ? app.streamSessions : []),
+      sessions: function* () {
+        if (app.hasDecorator('streamSessions')) yield* app.streamSessions
+        if (app.hasDecorator('channelSessions')) for (const s of app.channelSessions()) yield channelRevocable(s)
+      },
       log: app.log,
     })
     app.decorate('revocations', watcher)
@@ -39,3 +44,12 @@ export default fp(
   },
   { name: 'revocation', dependencies: ['db'] },
 )
+
+/** A `/ws` session: only access tokens name a gateway user; a deleted user's session is closed with 4403. */
+function channelRevocable(session: ChannelSessionView): RevocableSession {
+  const userId = session.principal.userId
+  return {
+    currentIdentity: userId === undefined ? undefined : { user: session.principal.member.name, userId },
+    revoke: () => session.close(CLOSE_REVOKED, 'user deleted'),
+  }
+}

@@ -1,10 +1,19 @@
 import type { Logger } from 'pino'
 import type { Queryable } from '../db/index.js'
-import type { StreamIdentity } from '../ingest/stream-session.js'
 
-/** What the watcher needs of a live `/time-series` session. */
+/** Who a session acts for, as far as the watcher checks it (a `/time-series` StreamIdentity fits). */
+export interface RevocableIdentity {
+  /** For the log line. */
+  user?: string
+  /** The gateway user behind the session; ended when that user is deleted. */
+  userId?: string
+  /** The API token in use; ended when it is revoked. */
+  apiTokenId?: string
+}
+
+/** What the watcher needs of a live session (`/time-series` or `/ws`). */
 export interface RevocableSession {
-  readonly currentIdentity: StreamIdentity | undefined
+  readonly currentIdentity: RevocableIdentity | undefined
   revoke(): void
 }
 
@@ -87,7 +96,7 @@ export class RevocationWatcher {
       if (!tokenGone && !userGone) continue
       this.deps.log.info(
         { user: id.user, user_id: id.userId, api_token_id: id.apiTokenId, reason: tokenGone ? 'api_token_revoked' : 'user_deleted' },
-        'ending a /time-series session: its token was revoked',
+        'ending a session: its token was revoked or its user deleted',
       )
       session.revoke()
     }

@@ -97,7 +97,7 @@ export interface ChannelLog {
   start(onEvent: (event: LoggedEvent) => void): Promise<void>
   /** Stores an event; resolves once durable, with the event as logged. Rejects with a ChannelLogError. */
   append(channelId: string, draft: EventDraft): Promise<LoggedEvent>
-  /** The highest offset delivered to onEvent so far (for a client's first `since`); 0 before any. */
+  /** The highest offset delivered to onEvent so far (for a client's first `since`); before any, an offset below every one this log will give (0 for JetStream). */
   position(): number
   /**
    * The events of `channelId` with offset > `since`, in order, reaching at least to the

@@ -78,6 +78,8 @@ export default fp(
           ? { status: 'up' as const, port: broker.port, clients: broker.clients, ws_path: wsPath }
           : { status: 'down' as const, reason: s.reason, port: broker.port }
       },
+      sessions: () => broker.listSessions(),
+      disconnect: (sessionId: string) => broker.disconnectSession(sessionId),
     })
     app.metrics.trackBroker({
       get clients() {

@@ -10,6 +10,8 @@ export interface Session {
   readonly id: string
   readonly transport: Transport
   readonly address: string
+  /** Epoch milliseconds: when the connection was accepted (the admin API lists it). */
+  readonly connectedAt: number
   /** Set once CONNECT was authenticated. */
   device: DeviceRecord | undefined
   /** The gateway ends it (revoked, shutting down, forwarding gave up): nothing more is taken, no will. */
@@ -34,7 +36,7 @@ export class BrokerSessions {
   private authenticatedCount = 0
 
   add(client: Client, transport: Transport, address: string): Session {
-    const s: Session = { id: randomUUID(), transport, address, device: undefined, ended: false, gone: false }
+    const s: Session = { id: randomUUID(), transport, address, connectedAt: Date.now(), device: undefined, ended: false, gone: false }
     this.open.set(client, s)
     this.of.set(client, s)
     return s

@@ -18,7 +18,7 @@ import { listenMqtt, type ListenOptions } from './broker-listener.js'
 import { BrokerSessions, type Session, type Transport } from './broker-sessions.js'
 import type { ConnectionGuard } from './connection-guard.js'
 import type { ForwardInput } from './forwarder.js'
-import type { DeviceDirectory, DeviceForwarder } from './types.js'
+import type { BrokerSessionInfo, DeviceDirectory, DeviceForwarder } from './types.js'
 
 export { BrokerListenError } from './broker-listener.js'
 export type { Transport } from './broker-sessions.js'
@@ -226,6 +226,30 @@ export class EmbeddedBroker {
     })
     this.deps.metrics.mqttCommands.inc()
     return true
+  }
+
+  /** Every open connection, authenticated or not (the admin API's list). */
+  listSessions(): BrokerSessionInfo[] {
+    const out: BrokerSessionInfo[] = []
+    for (const [, s] of this.sessions.entries()) {
+      out.push({ id: s.id, deviceId: s.device?.id, transport: s.transport, remote: s.address, connectedAt: s.connectedAt })
+    }
+    return out
+  }
+
+  /**
+   * An administrator ends a connection: MQTT 5 gets DISCONNECT 0x98, 3.1.1 a closed
+   * connection, no will; one that has not sent CONNECT yet is simply closed.
+   */
+  disconnectSession(sessionId: string): boolean {
+    for (const [client, s] of this.sessions.entries()) {
+      if (s.id !== sessionId) continue
+      this.deps.log.info({ device_id: s.device?.id, mqtt_client: client.id }, 'MQTT session closed by an administrator')
+      if (s.device === undefined) client.conn.destroy()
+      else this.end(client, s, ADMINISTRATIVE_ACTION)
+      return true
+    }
+    return false
   }
 
   /** Stops listening and taking publishes; connected clients stay until close(). */

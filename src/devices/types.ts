@@ -43,6 +43,21 @@ export interface BrokerHandle {
   readonly port: number | null
   /** For /readyz: `absent` when MQTT_ENABLED=false. */
   status(): { status: 'up' | 'down' | 'absent' } & Record<string, unknown>
+  /** The open connections, for the admin API; absent when MQTT_ENABLED=false. */
+  sessions?(): BrokerSessionInfo[]
+  /** An administrator ends one connection; false when none has this id. */
+  disconnect?(sessionId: string): boolean
+}
+
+/** One open MQTT connection as the admin API lists it. */
+export interface BrokerSessionInfo {
+  id: string
+  /** Undefined until CONNECT was authenticated. */
+  deviceId: string | undefined
+  transport: 'tcp' | 'ws'
+  remote: string
+  /** Epoch milliseconds. */
+  connectedAt: number
 }
 
 /** One accepted device publish, as the broker hands it to the forwarder (src/devices/forwarder.ts). */

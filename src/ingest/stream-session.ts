@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Batcher } from './batcher.js'
 import { scanFrame, type Tagging } from './line-protocol.js'
@@ -44,6 +45,8 @@ export interface StreamSessionDeps {
   maxHeldBytes: number
   log: Pick<Logger, 'debug' | 'info' | 'warn'>
   stats?: StreamStats
+  /** The client's address, for the admin API's list of sessions. */
+  remote?: string
 }
 
 export interface StreamStats {
@@ -54,6 +57,11 @@ export interface StreamStats {
 export const CLOSE_AUTH = 4401
 export const CLOSE_AUTH_TIMEOUT = 4408
 export const CLOSE_GOING_AWAY = 1001
+/**
+ * An administrator ended the session: RFC 6455 "policy", as on `/ws`. Not 4401: the
+ * token stays valid, and the client may connect again.
+ */
+export const CLOSE_DISCONNECTED = 1008
 
 const AUTH_PREFIX = '$AUTH '
 // Sent replies are dropped from the front of the queue once this many have piled up.
@@ -85,14 +93,19 @@ export class StreamSession {
   private paused = false
   private closeAfterReplies: { code: number; reason: string } | undefined
   private onIdle: (() => void) | undefined
+  // Facts for the admin API, kept as plain numbers: counting costs an increment per frame.
+  /** Lines of frames answered `OK`. */
   linesAccepted = 0
   framesReceived = 0
   readonly connectedAt = new Date()
+  readonly id = randomUUID()
+  readonly remote: string
 
   constructor(
     private readonly socket: FrameSocket,
     private readonly deps: StreamSessionDeps,
   ) {
+    this.remote = deps.remote ?? ''
     this.authTimer = setTimeout(() => {
       if (this.state === 'auth') this.close(CLOSE_AUTH_TIMEOUT, 'authentication timeout')
     }, deps.authTimeoutMs)
@@ -119,6 +132,16 @@ export class StreamSession {
     if (this.state !== 'open') return
     this.answer(this.reserve(), 'AUTH_EXPIRED')
     this.closeWhenAnswered(CLOSE_AUTH, 'token revoked')
+  }
+
+  /**
+   * An administrator ends the session: like a revocation, frames already received are
+   * answered first (an `OK` owed is never lost), then the socket closes with `code`.
+   */
+  disconnect(code: number, reason: string): void {
+    // Closing already (shutdown, expiry): it ends anyway, with the reason it has.
+    if (this.state === 'closed' || this.state === 'closing') return
+    this.closeWhenAnswered(code, reason)
   }
 
   onFrame(frame: string): void {

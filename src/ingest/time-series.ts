@@ -65,6 +65,7 @@ export default fp(
         maxHeldBytes: opts.maxHeldBytes,
         log,
         stats,
+        remote: request.ip,
       })
       sessions.add(session)
       gauge.inc()

@@ -11,6 +11,7 @@ const readySchema = z.object({
     sink: componentSchema,
     bus: componentSchema,
     broker: componentSchema,
+    channels: componentSchema,
   }),
 })
 
@@ -96,7 +97,9 @@ export default fp(
     app.get(`${p}/readyz`, { schema: { response: { 200: readySchema, 503: readySchema } } }, async (_req, reply) => {
       const [db, sink] = await Promise.all([database(), sinkComponent()])
       // The broker is registered after this plugin: read at request time.
-      const components = { database: db, sink, bus: { ...app.bus.status() }, broker: app.broker.status() as Component }
+      // The channels plugin is registered after this one too.
+      const channels: Component = app.hasDecorator('channelsStatus') ? { ...app.channelsStatus() } : { status: 'absent' }
+      const components = { database: db, sink, bus: { ...app.bus.status() }, broker: app.broker.status() as Component, channels }
       // Absent is not down: a broker turned off cannot fail.
       const allUp = Object.values(components).every((c) => c.status !== 'down')
       return reply.code(allUp ? 200 : 503).send({ status: allUp ? 'ok' : 'degraded', components })
