@@ -14,6 +14,9 @@ import channelsPlugin from './channels/plugin.js'
 import channelPublishPlugin from './channels/publish-route.js'
 import { openDb, type Db } from './db/index.js'
 import { lockDataDir } from './db/data-dir-lock.js'
+import collectorConfigPlugin from './collectors/config-routes.js'
+import collectorsPlugin from './collectors/plugin.js'
+import collectorMetricsPlugin from './collectors/push-route.js'
 import dbPlugin from './db/plugin.js'
 import brokerPlugin from './devices/broker-plugin.js'
 import devicesPlugin from './devices/plugin.js'
@@ -92,7 +95,7 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
       prefix,
       secret,
       ...config.jwt,
-      maxOwnTokenTtlS: Math.max(config.users.accessTokenTtlS, config.users.refreshTokenTtlS),
+      maxOwnTokenTtlS: Math.max(config.users.accessTokenTtlS, config.users.refreshTokenTtlS, config.collectors.tokenTtlS),
     })
     await app.register(accessPlugin)
     await app.register(revocationPlugin, { checkMs: config.jwt.revocationCheckMs })
@@ -116,6 +119,9 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     await app.register(channelPublishPlugin, { prefix, config })
     await app.register(adminPlugin, { prefix })
     await app.register(devicesPlugin, { prefix, sessions: config.deviceSessions })
+    await app.register(collectorsPlugin, { prefix, config })
+    await app.register(collectorMetricsPlugin, { prefix, config })
+    await app.register(collectorConfigPlugin, { prefix })
     // Last: it stops taking publishes first on close, before the bus drains.
     await app.register(brokerPlugin, { prefix, config })
     await app.ready()

@@ -101,6 +101,13 @@ const envSchema = z
     PASSWORD_HASH_MAX_CONCURRENT: positiveInt.default(2),
     PASSWORD_HASH_MAX_QUEUE: positiveInt.default(64),
     TOKEN_ISSUER: z.string().trim().min(1).default('matt-collector'),
+    COLLECTOR_REGISTRATION_SECRET: optionalString,
+    COLLECTOR_TOKEN_TTL_S: positiveInt.default(30 * 60),
+    COLLECTOR_SIGNATURE_MAX_SKEW_S: positiveInt.default(300),
+    COLLECTOR_CERT_VALIDITY_DAYS: positiveInt.default(365),
+    COLLECTOR_STATS_FLUSH_MS: positiveInt.default(2000),
+    COLLECTOR_STATUS_CACHE_MS: nonNegativeInt.default(1000),
+    METRICS_PUSH_MAX_BODY_BYTES: positiveInt.default(10 * 1024 * 1024),
     TOKEN_REVOCATION_CHECK_MS: positiveInt.default(2000),
     SHUTDOWN_GRACE_MS: positiveInt.default(25_000),
     WS_MAX_HELD_BYTES: positiveInt.default(8 * 1024 * 1024),
@@ -142,6 +149,9 @@ const envSchema = z
         path: ['DEVICE_SESSION_STALE_AFTER_MS'],
         message: `must be larger than DEVICE_SESSION_HEARTBEAT_MS (${env.DEVICE_SESSION_HEARTBEAT_MS})`,
       })
+    }
+    if (env.COLLECTOR_REGISTRATION_SECRET !== undefined && env.COLLECTOR_REGISTRATION_SECRET.length < 16) {
+      ctx.addIssue({ code: 'custom', path: ['COLLECTOR_REGISTRATION_SECRET'], message: 'must be at least 16 characters (a short secret can be guessed)' })
     }
     if (env.OIDC_ISSUER_URL !== undefined && env.KINDE_ISSUER_URL !== undefined && env.OIDC_ISSUER_URL !== env.KINDE_ISSUER_URL) {
       ctx.addIssue({ code: 'custom', path: ['KINDE_ISSUER_URL'], message: 'differs from OIDC_ISSUER_URL (set one of them)' })
@@ -249,6 +259,22 @@ export interface Config {
   jwt: { clockSkewS: number; streamTokenTtlS: number; issuer: string; revocationCheckMs: number }
   /** Take the client address from X-Forwarded-For (behind Caddy or another proxy). */
   trustProxy: boolean
+  /**
+   * Collectors (docs/API.md section 7). `registrationSecret`: X-Registration-Secret (unset: the
+   * header is refused). `signatureMaxSkewS`: a renewal signature's timestamp may be this far
+   * from now. `statsFlushMs`: last_push_at and metrics_count are written at least this often.
+   * `statusCacheMs`: how long a collector's status (deleted or not) may be reused.
+   * `maxPushBodyBytes`: largest metrics push (compressed or not).
+   */
+  collectors: {
+    registrationSecret: string | undefined
+    tokenTtlS: number
+    signatureMaxSkewS: number
+    certValidityDays: number
+    statsFlushMs: number
+    statusCacheMs: number
+    maxPushBodyBytes: number
+  }
   users: UsersConfig
 }
 
@@ -366,6 +392,15 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       revocationCheckMs: e.TOKEN_REVOCATION_CHECK_MS,
     },
     trustProxy: e.TRUST_PROXY,
+    collectors: {
+      registrationSecret: e.COLLECTOR_REGISTRATION_SECRET,
+      tokenTtlS: e.COLLECTOR_TOKEN_TTL_S,
+      signatureMaxSkewS: e.COLLECTOR_SIGNATURE_MAX_SKEW_S,
+      certValidityDays: e.COLLECTOR_CERT_VALIDITY_DAYS,
+      statsFlushMs: e.COLLECTOR_STATS_FLUSH_MS,
+      statusCacheMs: e.COLLECTOR_STATUS_CACHE_MS,
+      maxPushBodyBytes: e.METRICS_PUSH_MAX_BODY_BYTES,
+    },
     users: {
       admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD, email: e.ADMIN_EMAIL, org: e.ADMIN_ORG },
       accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,
