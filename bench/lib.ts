@@ -96,7 +96,7 @@ let quietWaitLeftMs: number | undefined
  * Waits (bounded) until other processes use less than half the warning threshold of the
  * CPU, so that a load does not start in the middle of someone's compile.
  */
-async function awaitQuietMachine(ctx: Ctx): Promise<void> {
+export async function awaitQuietMachine(ctx: Ctx): Promise<void> {
   quietWaitLeftMs ??= ctx.quick ? 10_000 : 90_000
   let waited = 0
   for (;;) {

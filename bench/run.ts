@@ -3,7 +3,7 @@
  * load generators as separate processes on loopback. Prints a table and the DESIGN.md
  * targets, and writes bench/results/<timestamp>.json and (unless --only) bench/results/latest.json.
  *   --quick           a smoke run (about a second per measurement, 500 idle connections)
- *   --only=a,b        only these scenarios (ts-1line, ts-1000lines, http-write, spooling, idle, mqtt)
+ *   --only=a,b        only these scenarios (ts-1line, ts-1000lines, http-write, spooling, idle, mqtt, ws-fanout)
  *   --duration=ms     measured time per run (default 10000)
  *   --idle=N          idle connections for the idle scenario (default 10000; 50000 = DESIGN)
  *   --cpu-prof        write a V8 CPU profile of every gateway run to bench/results/cpu-prof/
@@ -22,13 +22,14 @@ import * as mqtt from './scenarios/mqtt.js'
 import * as spooling from './scenarios/spooling.js'
 import * as ts1000 from './scenarios/ts-1000lines.js'
 import * as ts1 from './scenarios/ts-1line.js'
+import * as wsFanout from './scenarios/ws-fanout.js'
 import { evaluateTargets, formatTargets } from './targets.js'
 
 interface Scenario {
   name: string
   run(ctx: Ctx): Promise<Row[]>
 }
-const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, spooling, idle, mqtt]
+const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, spooling, idle, mqtt, wsFanout]
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]))
 const known = new Set(['quick', 'only', 'duration', 'idle', 'cpu-prof'])

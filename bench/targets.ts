@@ -1,10 +1,11 @@
 /**
  * The performance targets of DESIGN.md ("Performance targets") and of the issues that add
- * a scenario (mqtt: issue 9), each checked against the rows of one run: the measured
+ * a scenario (mqtt: issue 9; ws-fanout and idle /ws: issue 10), each checked against the rows of one run: the measured
  * figure, and met / not met / not measured.
  */
 import { OTHER_CPU_WARN_PERCENT, type Row } from './lib.js'
 import { VARIANTS as MQTT } from './scenarios/mqtt.js'
+import type { FanoutTag } from './scenarios/ws-fanout.js'
 
 export interface TargetResult {
   target: string
@@ -115,6 +116,77 @@ export function evaluateTargets(rows: Row[]): TargetResult[] {
         noisy(mqttHalf, mqttFloor, jsFloor),
       met: reached && mqttHalf.p99_ms < 20,
     })
+  }
+  out.push(...fanoutTargets(rows, noisy))
+  return out
+}
+
+/** Issue 10: deliveries/s of a do-nothing broadcaster at saturation, for the gateway's deliveries/s. */
+const FANOUT_MIN_RATIO = 0.8
+/** Issue 10: p99 publish → receipt at half the saturated rate. */
+const FANOUT_P99_MS = 50
+const FANOUT_LABEL: Record<Exclude<FanoutTag['transport'], 'broadcast'>, string> = {
+  memory: 'gateway without NATS, POST',
+  'nats-http': 'gateway with NATS, POST (202 once in JetStream)',
+  'nats-core': 'gateway with NATS, core publish on channel.<id>',
+}
+
+function fanoutTargets(rows: Row[], noisy: (...rs: Array<Row | undefined>) => string): TargetResult[] {
+  const out: TargetResult[] = []
+  // By tag, not by name: the variant names carry the sizes, which --quick changes.
+  const find = (shape: FanoutTag['shape'], transport: FanoutTag['transport'], phase: FanoutTag['phase']) =>
+    rows.find((r) => {
+      const tag = (r.extra as { fanout?: FanoutTag } | undefined)?.fanout
+      return r.scenario === 'ws-fanout' && tag?.shape === shape && tag.transport === transport && tag.phase === phase
+    })
+  for (const shape of ['one', 'many'] as const) {
+    const where = shape === 'one' ? '1 channel' : 'many channels of 10'
+    for (const transport of ['memory', 'nats-http', 'nats-core'] as const) {
+      const r = find(shape, transport, 'saturation')
+      const base = find(shape, 'broadcast', 'saturation')
+      const target = `/ws fan-out, ${where}, ${FANOUT_LABEL[transport]}: ≥ ${FANOUT_MIN_RATIO} of the deliveries/s of a do-nothing broadcaster`
+      if (r?.ratio === undefined) {
+        out.push({ target, measured: 'not measured', met: null })
+        continue
+      }
+      out.push({
+        target,
+        measured: `${r.ratio} (${fmt(r.lines_per_s)} vs ${fmt(base?.lines_per_s ?? null)} deliveries/s, ${r.variant})${noisy(r, base)}`,
+        met: r.ratio >= FANOUT_MIN_RATIO && r.errors === 0,
+      })
+    }
+  }
+  const floor = find('one', 'broadcast', 'floor')
+  for (const transport of ['memory', 'nats-http', 'nats-core'] as const) {
+    const half = find('one', transport, 'half')
+    const target = `/ws fan-out, 1 channel, ${FANOUT_LABEL[transport]}: p99 publish → receipt < ${FANOUT_P99_MS} ms at half the saturated rate`
+    if (!half || half.p99_ms === null) {
+      out.push({ target, measured: 'not measured', met: null })
+      continue
+    }
+    const rate = Number((half.extra as { target_frames_per_s?: number } | undefined)?.target_frames_per_s ?? 0)
+    const reached = rate > 0 && half.frames_per_s !== null && half.frames_per_s >= 0.95 * rate
+    out.push({
+      target,
+      measured:
+        `p99 ${half.p99_ms} ms, p50 ${half.p50_ms} ms at ${fmt(half.frames_per_s)} of ${fmt(rate)} events/s` +
+        (reached ? '' : ' (the paced rate was not reached)') +
+        (transport === 'memory' && floor?.p99_ms != null ? `; the do-nothing broadcaster at the same rate: p99 ${floor.p99_ms} ms` : '') +
+        noisy(half, transport === 'memory' ? floor : undefined),
+      met: reached && half.p99_ms < FANOUT_P99_MS && half.errors === 0,
+    })
+  }
+  const perK = (r: Row | undefined) => (r?.extra as { mb_per_1k_connections?: number | null } | undefined)?.mb_per_1k_connections ?? null
+  const endpoint = (r: Row) => (r.extra as { endpoint?: string } | undefined)?.endpoint
+  const idleWs = rows.find((r) => r.scenario === 'idle' && endpoint(r) === 'ws')
+  const idleTs = rows.find((r) => r.scenario === 'idle' && endpoint(r) === undefined)
+  const idleTarget = 'idle /ws connections: no more memory per connection than idle /time-series connections (same run)'
+  const ws = perK(idleWs)
+  const ts = perK(idleTs)
+  if (ws === null || ts === null || !idleWs) out.push({ target: idleTarget, measured: 'not measured', met: null })
+  else {
+    const n = (idleWs.extra as { auth_success?: number }).auth_success ?? 0
+    out.push({ target: idleTarget, measured: `${ws} vs ${ts} MB per 1,000 connections (${fmt(n)} /ws connections)`, met: ws <= ts && idleWs.errors === 0 })
   }
   return out
 }

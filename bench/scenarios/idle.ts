@@ -1,4 +1,6 @@
 import { fdLimitOf, gatewayRun, procStats, startProc, streamToken, type Ctx, type Proc, type Row } from '../lib.js'
+import { SECRET } from '../lib.js'
+import type { FanoutSubOptions } from '../load/ws-fanout-sub.js'
 
 /**
  * N authenticated idle /time-series connections (N = ctx.idleConnections: 10,000 by
@@ -13,6 +15,9 @@ import { fdLimitOf, gatewayRun, procStats, startProc, streamToken, type Ctx, typ
  * the hard limit this process inherited (raising that needs CAP_SYS_RESOURCE): when the
  * gateway cannot hold N connections in one process, the scenario measures as many as it
  * can hold, says so, and extrapolates to 50k.
+ *
+ * Then the same N as idle `/ws` connections on a fresh gateway (issue 10: no more memory per
+ * connection than /time-series), see wsIdleRows.
  */
 export const name = 'idle'
 
@@ -161,7 +166,127 @@ export async function run(ctx: Ctx): Promise<Row[]> {
         gateway_fd_limit: gatewayFdLimit,
       },
     },
+    ...(await wsIdleRows(ctx, shares, settleMs)),
   ]
+}
+
+/** Members per channel of the idle /ws connections: each a distinct user, as in a real deployment. */
+const WS_IDLE_MEMBERS = 10
+
+/**
+ * `shares` idle `/ws` connections per load generator (ws-fanout-sub.ts, one per source
+ * address), each a distinct user with a stream token, WS_IDLE_MEMBERS to a channel, counted
+ * once it has its `presence:state`; the gateway's RSS before and after, per 1,000.
+ */
+async function wsIdleRows(ctx: Ctx, shares: number[], settleMs: number): Promise<Row[]> {
+  const counts = shares.map((c) => Math.floor(c / WS_IDLE_MEMBERS) * WS_IDLE_MEMBERS)
+  const n = counts.reduce((a, b) => a + b, 0)
+  ctx.log(`${name}: ${n} idle /ws connections from ${counts.length} load generators`)
+  const run = await gatewayRun(
+    ctx,
+    `${name}-ws-${n}`,
+    { MAX_CONNECTIONS: String(n + 1000) },
+    async (gw) => {
+      await new Promise((r) => setTimeout(r, settleMs))
+      const before = procStats(gw.pid)
+      const loaders: Proc[] = []
+      try {
+        const started = performance.now()
+        const hellos = await Promise.all(
+          counts.map(async (count, i) => {
+            const o: FanoutSubOptions = {
+              host: '127.0.0.1',
+              port: gw.port,
+              path: '/ws',
+              secret: SECRET,
+              channels: Array.from({ length: count / WS_IDLE_MEMBERS }, (_, k) => `idle-${i}-${k}`),
+              subscribers: WS_IDLE_MEMBERS,
+              userPrefix: `idle-${i}-`,
+              concurrency: 100,
+              localAddress: `127.0.0.${i + 2}`,
+              openTimeoutMs: 240_000,
+              holdMs: 120_000,
+            }
+            const p = await startProc(['--import', 'tsx', 'bench/load/ws-fanout-sub.ts', JSON.stringify(o)], {}, () => true, {
+              fdLimit: count + 1024,
+              timeoutMs: 240_000,
+            })
+            loaders.push(p)
+            return p.hello as { connected: number; failed: number; first_error: string | null }
+          }),
+        )
+        const openS = (performance.now() - started) / 1000
+        await new Promise((r) => setTimeout(r, settleMs))
+        const after = procStats(gw.pid)
+        const gauge = await gaugeOf(gw.port, 'ws')
+        await Promise.all(loaders.map((l) => l.stop()))
+        const closedDuringHold = loaders.reduce((sum, l) => {
+          const last = l.lines.map((x) => safeJson(x)).find((j) => j && 'closed_during_hold' in j)
+          return sum + Number(last?.closed_during_hold ?? 0)
+        }, 0)
+        return { hellos, before, after, gauge, openS, closedDuringHold }
+      } finally {
+        await Promise.all(loaders.map((l) => l.stop()))
+      }
+    },
+    { fdLimit: n + 8192 },
+  )
+  const { hellos, before, after, gauge, openS, closedDuringHold } = run.result
+  const ok = hellos.reduce((s, h) => s + h.connected, 0)
+  const failed = hellos.reduce((s, h) => s + h.failed, 0)
+  const firstError = hellos.find((h) => h.first_error)?.first_error
+  const perK = ok > 0 ? (1000 * (after.rssMb - before.rssMb)) / ok : null
+  const perKAnon = ok > 0 ? (1000 * (after.rssAnonMb - before.rssAnonMb)) / ok : null
+  const notes = [
+    `${ok.toLocaleString('en-US')}/${n.toLocaleString('en-US')} joined (presence:state), ${WS_IDLE_MEMBERS} users per channel`,
+    `gateway gauge ${gauge ?? '?'}`,
+    `RSS ${before.rssMb.toFixed(0)} → ${after.rssMb.toFixed(0)} MB`,
+    perK !== null ? `${perK.toFixed(1)} MB per 1k conns (RssAnon ${perKAnon?.toFixed(1)})` : '',
+    `opened in ${openS.toFixed(1)} s`,
+    closedDuringHold > 0 ? `${closedDuringHold} closed by the gateway while idle` : '',
+    firstError ? `first error: ${firstError}` : '',
+  ].filter((x) => x !== '')
+  return [
+    {
+      scenario: name,
+      variant: `${n.toLocaleString('en-US')} idle /ws conns`,
+      lines_per_s: null,
+      frames_per_s: null,
+      p50_ms: null,
+      p99_ms: null,
+      gateway_cpu_s: Number((after.cpuS - before.cpuS).toFixed(2)),
+      gateway_peak_rss_mb: Math.round(after.peakRssMb),
+      errors: failed + closedDuringHold,
+      other_cpu_pct: null,
+      note: notes.join('; '),
+      extra: {
+        endpoint: 'ws',
+        connections: n,
+        auth_success: ok,
+        auth_failed: failed,
+        closed_during_hold: closedDuringHold,
+        gateway_gauge: gauge,
+        members_per_channel: WS_IDLE_MEMBERS,
+        rss_before_mb: round1(before.rssMb),
+        rss_after_mb: round1(after.rssMb),
+        rss_anon_before_mb: round1(before.rssAnonMb),
+        rss_anon_after_mb: round1(after.rssAnonMb),
+        mb_per_1k_connections: perK === null ? null : round1(perK),
+        open_s: round1(openS),
+      },
+    },
+  ]
+}
+
+/** mc_ws_connections{endpoint} from the gateway's /metrics. */
+async function gaugeOf(port: number, endpoint: string): Promise<number | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) })).text()
+    const m = new RegExp(`^mc_ws_connections\\{[^}]*endpoint="${endpoint}"[^}]*\\} (\\d+)`, 'm').exec(text)
+    return m ? Number(m[1]) : null
+  } catch {
+    return null
+  }
 }
 
 const round1 = (x: number) => Number(x.toFixed(1))

@@ -178,4 +178,29 @@ describe("TokenService: the gateway's own tokens (its key, ES256)", () => {
     })
     expect(ring.refreshes).toBe(2)
   })
+
+  it('answers a token seen before as a full check would: expired once exp + skew passed, refused once its key is gone', () => {
+    const ring = new MemoryKeys()
+    const service = testTokenService(secret, ring)
+    // Valid for 2 s more including the 30 s skew: verified, remembered, then expired by the clock.
+    const token = jwt.sign({ iss: TEST_ISSUER, type: 'access', exp: now() - 28 }, ring.current().privateKey, {
+      algorithm: 'ES256',
+      keyid: ring.current().kid,
+    })
+    const first = service.verifyType(token, ['access'])
+    expect(Object.isFrozen(first.claims)).toBe(true)
+    expect(service.verifyType(token, ['access'])).toBe(first)
+    expect(reason(() => service.verifyType(token, ['stream']))).toBe('wrong token type: expected stream')
+    const realNow = Date.now
+    try {
+      Date.now = () => realNow() + 3000
+      expect(reason(() => service.verifyType(token, ['access']))).toBe('token expired')
+    } finally {
+      Date.now = realNow
+    }
+    const other = service.sign('access', {}, 60).token
+    service.verifyType(other, ['access'])
+    ring.keys.clear()
+    expect(reason(() => service.verifyType(other, ['access']))).toBe('unknown signing key')
+  })
 })
