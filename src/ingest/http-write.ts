@@ -1,11 +1,10 @@
-import { promisify } from 'node:util'
-import { gunzip } from 'node:zlib'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { bearerToken } from '../auth/plugin.js'
 import { AppError, badRequest, unauthorized } from '../errors.js'
 import type { Batcher } from './batcher.js'
+import { decodeBodyText } from './body-encoding.js'
 import { scanFrame, type Precision } from './line-protocol.js'
 import { receiveTimeNs } from './receive-time.js'
 import type { SinkError } from './sink.js'
@@ -22,7 +21,6 @@ export interface HttpWriteOptions {
   maxInflightBytes: number
 }
 
-const gunzipAsync = promisify(gunzip)
 
 const V2_PRECISION = { ns: 'ns', us: 'us', ms: 'ms', s: 's' } as const
 const V3_PRECISION = {
@@ -167,16 +165,5 @@ function submit(batcher: Pick<Batcher, 'submit'>, text: string, lines: number): 
 async function decodeBody(request: FastifyRequest, maxBytes: number): Promise<string> {
   const raw = request.body
   if (!Buffer.isBuffer(raw)) return ''
-  const encoding = request.headers['content-encoding']?.trim().toLowerCase()
-  if (encoding === undefined || encoding === '' || encoding === 'identity') return raw.toString('utf8')
-  if (encoding !== 'gzip') throw new AppError(415, 'unsupported_encoding', `Content-Encoding ${encoding} is not supported (gzip is)`)
-  try {
-    // The limit holds after decompression too: a small gzip body cannot expand past it.
-    return (await gunzipAsync(raw, { maxOutputLength: maxBytes })).toString('utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-      throw new AppError(413, 'body_too_large', `the decompressed body exceeds ${maxBytes} bytes`)
-    }
-    throw badRequest('the body is not valid gzip', 'invalid_gzip')
-  }
+  return decodeBodyText(raw, request.headers['content-encoding'], maxBytes)
 }
