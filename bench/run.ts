@@ -3,7 +3,7 @@
  * load generators as separate processes on loopback. Prints a table and the DESIGN.md
  * targets, and writes bench/results/<timestamp>.json and (unless --only) bench/results/latest.json.
  *   --quick           a smoke run (about a second per measurement, 500 idle connections)
- *   --only=a,b        only these scenarios (ts-1line, ts-1000lines, http-write, spooling, idle, mqtt, ws-fanout)
+ *   --only=a,b        only these scenarios (ts-1line, ts-1000lines, http-write, spooling, idle, mqtt, ws-fanout, collectors)
  *   --duration=ms     measured time per run (default 10000)
  *   --idle=N          idle connections for the idle scenario (default 10000; 50000 = DESIGN)
  *   --cpu-prof        write a V8 CPU profile of every gateway run to bench/results/cpu-prof/
@@ -16,6 +16,7 @@ import { createRequire } from 'node:module'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { cleanup, OTHER_CPU_WARN_PERCENT, ROOT, stopAll, type Ctx, type Row } from './lib.js'
+import * as collectors from './scenarios/collectors.js'
 import * as httpWrite from './scenarios/http-write.js'
 import * as idle from './scenarios/idle.js'
 import * as mqtt from './scenarios/mqtt.js'
@@ -29,7 +30,7 @@ interface Scenario {
   name: string
   run(ctx: Ctx): Promise<Row[]>
 }
-const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, spooling, idle, mqtt, wsFanout]
+const SCENARIOS: Scenario[] = [ts1, ts1000, httpWrite, spooling, idle, mqtt, wsFanout, collectors]
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]))
 const known = new Set(['quick', 'only', 'duration', 'idle', 'cpu-prof'])

@@ -4,6 +4,7 @@
  * figure, and met / not met / not measured.
  */
 import { OTHER_CPU_WARN_PERCENT, type Row } from './lib.js'
+import { VARIANTS as COLLECTORS } from './scenarios/collectors.js'
 import { VARIANTS as MQTT } from './scenarios/mqtt.js'
 import type { FanoutTag } from './scenarios/ws-fanout.js'
 
@@ -56,6 +57,8 @@ export function evaluateTargets(rows: Row[]): TargetResult[] {
   ratio('ts-1000lines', 'gateway→victoria', '/time-series 1,000 lines/frame into victoria-metrics vs direct (overhead ratio)', 0.8, '')
   ratio('mqtt', MQTT.broker, 'MQTT QoS 1, the embedded broker alone (no forwarding) vs Mosquitto', 0.6, '×', 'msg/s')
   ratio('mqtt', MQTT.forward, 'MQTT QoS 1 → JetStream ack → PUBACK vs nats.js publishing straight to JetStream', 0.8, '×', 'msg/s')
+  // Issue 11: the same points, the same connections, the same gateway build and sink.
+  ratio('collectors', COLLECTORS.push, 'collectors: JSON metrics push vs the same points as line protocol (/api/v2/write)', 0.5, '×', 'metrics/s')
 
   const idle = rows.find((r) => r.scenario === 'idle')
   const idleTarget = '50k idle authenticated WebSocket connections: < 1.5 GB RSS'

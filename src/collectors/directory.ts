@@ -9,8 +9,16 @@ import type { CollectorDirectory, CollectorStatus } from './types.js'
  */
 const MAX_STATUS_ENTRIES = 100_000
 
+/**
+ * Each poll for deletions asks from this long before the previous one's time: a deletion
+ * whose transaction began before a poll but committed after it is found by the next one
+ * (also covers the gateway's and the database's clocks differing by up to this much for
+ * the first poll, which asks from the directory's start).
+ */
+const DELETION_POLL_OVERLAP_MS = 60_000
+
 export interface DirectoryDeps {
-  repo: Pick<CollectorsRepo, 'status' | 'addPushes'>
+  repo: Pick<CollectorsRepo, 'status' | 'addPushes' | 'deletedSince'>
   log: FastifyBaseLogger
   /** A status is reused this long (0: asked on every use). */
   statusCacheMs: number
@@ -36,33 +44,70 @@ export class CollectorDirectoryService implements CollectorDirectory {
   private timer: NodeJS.Timeout | undefined
   private flushing: Promise<void> | undefined
   private readonly now: () => number
+  /** Where the next poll for deletions asks from (the database's clock). */
+  private pollFrom: Date
+  /** When the last successful poll began (this clock): statuses are as fresh as it. */
+  private polledAtMs: number | undefined
+  private polling: Promise<void> | undefined
 
   constructor(private readonly deps: DirectoryDeps) {
     this.now = deps.now ?? Date.now
+    this.pollFrom = new Date(this.now() - DELETION_POLL_OVERLAP_MS)
   }
 
-  status(collectorId: string): Promise<CollectorStatus> {
-    if (!isCollectorId(collectorId)) return Promise.resolve('unknown')
-    const nowMs = this.now()
-    const cached = this.statuses.get(collectorId)
+  /**
+   * A collector's status, at most statusCacheMs old. A fleet of collectors each pushing less
+   * often than that would make a lookup of nearly every push: instead a known collector
+   * stays active until a poll for deletions, one query for all of them made at most once
+   * per statusCacheMs when a status is asked for, finds it deleted.
+   */
+  async status(collectorId: string): Promise<CollectorStatus> {
+    if (!isCollectorId(collectorId)) return 'unknown'
+    if (this.deps.statusCacheMs <= 0) return this.deps.repo.status(collectorId)
+    const known = this.statuses.get(collectorId)
     // A deletion is final: a tombstone never comes back, so 'deleted' is kept however old.
-    if (cached !== undefined && (cached.atMs === Number.POSITIVE_INFINITY || nowMs - cached.atMs < this.deps.statusCacheMs)) {
-      return cached.status
-    }
+    if (known !== undefined && known.atMs === Number.POSITIVE_INFINITY) return known.status
+    await this.freshDeletions()
+    const cached = this.statuses.get(collectorId)
+    if (cached !== undefined) return cached.status
+    return this.lookUp(collectorId)
+  }
+
+  /** Polls for deletions unless the last poll began less than statusCacheMs ago; callers share one poll. */
+  private freshDeletions(): Promise<void> | undefined {
+    const nowMs = this.now()
+    if (this.polledAtMs !== undefined && nowMs - this.polledAtMs < this.deps.statusCacheMs) return undefined
+    if (this.polling !== undefined) return this.polling
+    const from = this.pollFrom
+    this.polling = this.deps.repo
+      .deletedSince(from)
+      .then(({ at, ids }) => {
+        for (const id of ids) this.markDeleted(id)
+        this.pollFrom = new Date(at.getTime() - DELETION_POLL_OVERLAP_MS)
+        this.polledAtMs = nowMs
+      })
+      .finally(() => {
+        this.polling = undefined
+      })
+    return this.polling
+  }
+
+  private lookUp(collectorId: string): Promise<CollectorStatus> {
     const status = this.deps.repo.status(collectorId)
-    if (this.deps.statusCacheMs > 0) {
-      // Callers arriving while the query runs share it (a fleet's pushes after the cache expired).
-      this.remember(collectorId, { status, atMs: nowMs })
-      status.then(
-        (s) => {
-          if (s === 'deleted' && this.statuses.get(collectorId)?.status === status) this.markDeleted(collectorId)
-        },
-        () => {
-          // A failed lookup is not remembered: the next use asks again (the caller sees the error).
-          if (this.statuses.get(collectorId)?.status === status) this.statuses.delete(collectorId)
-        },
-      )
-    }
+    // Callers arriving while the query runs share it; from then on the polls keep it true.
+    this.remember(collectorId, { status, atMs: this.now() })
+    const mine = () => this.statuses.get(collectorId)?.status === status
+    status.then(
+      (s) => {
+        if (s === 'deleted' && mine()) this.markDeleted(collectorId)
+        // Not remembered: a collector unknown now (another instance's, not yet visible) may exist later.
+        if (s === 'unknown' && mine()) this.statuses.delete(collectorId)
+      },
+      () => {
+        // A failed lookup is not remembered: the next use asks again (the caller sees the error).
+        if (mine()) this.statuses.delete(collectorId)
+      },
+    )
     return status
   }
 

@@ -96,6 +96,18 @@ export class CollectorsRepo {
     return row
   }
 
+  /**
+   * The collectors deleted at or after `since` (the database's clock), and the database's
+   * time now: the next poll asks from there.
+   */
+  async deletedSince(since: Date): Promise<{ at: Date; ids: string[] }> {
+    const [row] = await this.db.query<{ at: Date; ids: string[] }>(
+      `SELECT now() AS at, coalesce((SELECT array_agg(id::text) FROM collectors WHERE deleted_at >= $1), '{}') AS ids`,
+      [since],
+    )
+    return { at: new Date(row?.at ?? Date.now()), ids: row?.ids ?? [] }
+  }
+
   async status(id: string): Promise<CollectorStatus> {
     if (!isCollectorId(id)) return 'unknown'
     const [row] = await this.db.query<{ deleted: boolean }>('SELECT deleted_at IS NOT NULL AS deleted FROM collectors WHERE id = $1', [id])

@@ -1,7 +1,6 @@
 import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CollectorDirectoryService } from '../../src/collectors/directory.js'
-import { CollectorsRepo, type PendingPush } from '../../src/collectors/repo.js'
+import { CollectorsRepo } from '../../src/collectors/repo.js'
 import { ApiClient, FAST_PASSWORD_HASHING } from '../helpers/api.js'
 import { startTestApp, type TestApp } from '../helpers/app.js'
 import { COLLECTOR_TEST_ENV, registerCollector, signatureHeaders, TEST_REGISTRATION_SECRET, type RegisteredCollector } from '../helpers/collectors.js'
@@ -27,8 +26,6 @@ const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000'
 const EXPIRED_TTL_S = -120
 
 const nowS = () => Math.floor(Date.now() / 1000)
-const silentLog = { warn() {}, error() {} } as never
-
 async function login(api: ApiClient, username: string, password: string): Promise<string> {
   const res = await api.post('/api/v1/auth/login', { body: { username, password } })
   expect(res.status, res.text).toBe(200)
@@ -412,56 +409,5 @@ describe.each(await engines())('/api/v1/collectors on $name', (engine) => {
       expect(Number(row.metrics_count)).toBe(42)
       expect((row.last_push_at as Date).toISOString()).toBe(at.toISOString())
     })
-  })
-})
-
-describe('the collector directory (no database)', () => {
-  const ID = '11111111-2222-4333-8444-555555555555'
-
-  it('keeps the counts of a failed write for the next flush', async () => {
-    const written: PendingPush[][] = []
-    let fail = true
-    const repo = {
-      status: async () => 'active' as const,
-      addPushes: async (p: readonly PendingPush[]) => {
-        if (fail) throw new Error('database down')
-        written.push(p.map((x) => ({ ...x })))
-      },
-    }
-    const dir = new CollectorDirectoryService({ repo, log: silentLog, statusCacheMs: 0, statsFlushMs: 60_000 })
-    dir.recordPush(ID, 3, new Date(1000))
-    await dir.flush()
-    expect(written).toEqual([])
-    dir.recordPush(ID, 4, new Date(2000))
-    dir.recordPush('not-an-id', 9, new Date(3000))
-    fail = false
-    await dir.close()
-    expect(written).toEqual([[{ id: ID, metrics: 7, lastPushAt: new Date(2000) }]])
-  })
-
-  it('caches a status for statusCacheMs, shares a lookup in flight, and keeps a deletion', async () => {
-    let clock = 0
-    let lookups = 0
-    let answer: 'active' | 'deleted' = 'active'
-    const repo = { status: async () => (lookups++, answer), addPushes: async () => {} }
-    const dir = new CollectorDirectoryService({ repo, log: silentLog, statusCacheMs: 1000, statsFlushMs: 60_000, now: () => clock })
-    const [a, b] = await Promise.all([dir.status(ID), dir.status(ID)])
-    expect([a, b, lookups]).toEqual(['active', 'active', 1])
-    clock = 999
-    expect(await dir.status(ID)).toBe('active')
-    expect(lookups).toBe(1)
-    answer = 'deleted'
-    clock = 1000
-    expect(await dir.status(ID)).toBe('deleted')
-    expect(lookups).toBe(2)
-    clock = 1_000_000
-    expect(await dir.status(ID)).toBe('deleted')
-    expect(lookups).toBe(2)
-    const other = '11111111-2222-4333-8444-666666666666'
-    answer = 'active'
-    expect(await dir.status(other)).toBe('active')
-    dir.markDeleted(other)
-    expect(await dir.status(other)).toBe('deleted')
-    await dir.close()
   })
 })
