@@ -16,6 +16,7 @@ import { JetStreamPublisher } from './jetstream-publisher.js'
 import { parseNatsUrl, type ParsedNatsUrl } from './nats-url.js'
 
 export { parseNatsUrl, type ParsedNatsUrl } from './nats-url.js'
+import { wakeableSleep } from './sleep.js'
 
 type Log = {
   debug(obj: object, msg: string): void
@@ -429,16 +430,7 @@ export class NatsBus implements Bus {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms)
-      // Retrying must not keep a process alive that is otherwise done.
-      timer.unref()
-      function done() {
-        clearTimeout(timer)
-        resolve()
-      }
-      this.wake = done
-    })
+    return wakeableSleep(ms, (wake) => (this.wake = wake))
   }
 
   private notUp(): BusError {

@@ -1,6 +1,7 @@
 import { DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
 import { BusError } from '../bus/bus.js'
 import type { NatsBus } from '../bus/nats.js'
+import { wakeableSleep } from '../bus/sleep.js'
 import { channelIdProblem, channelSubject, draftOf, eventFrame } from './events.js'
 import { decodeStored, readChannelSince, storedAtMs, type DropReason } from './jetstream-read.js'
 import {
@@ -279,14 +280,6 @@ export class JetStreamChannelLog implements ChannelLog {
 
   /** Sleeps up to `ms`, ended early by a bus status change or close. */
   private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms)
-      timer.unref()
-      function done() {
-        clearTimeout(timer)
-        resolve()
-      }
-      this.wake = done
-    })
+    return wakeableSleep(ms, (wake) => (this.wake = wake))
   }
 }

@@ -1,6 +1,7 @@
 import { DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
 import { Kvm, type KV } from '@nats-io/kv'
 import { BusError } from '../bus/bus.js'
+import { wakeableSleep } from '../bus/sleep.js'
 import type { NatsBus } from '../bus/nats.js'
 import type { Log } from './jetstream-log.js'
 import { storedAtMs } from './jetstream-read.js'
@@ -294,14 +295,6 @@ export class KvPresence implements PresenceDirectory {
   }
 
   private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms)
-      timer.unref()
-      function done() {
-        clearTimeout(timer)
-        resolve()
-      }
-      this.wake = done
-    })
+    return wakeableSleep(ms, (wake) => (this.wake = wake))
   }
 }
