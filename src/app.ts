@@ -57,7 +57,14 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     // avvio applies this to every preClose hook too: the ws plugin's waits for owed replies,
     // which may take up to the shutdown grace (src/main.ts bounds the whole shutdown).
     pluginTimeout: config.shutdownGraceMs,
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
   })
+  // Fastify has no option for it; Node's default (60 s) is longer than a slow-headers attack needs.
+  app.server.headersTimeout = config.http.headersTimeoutMs
+  for (const old of config.legacyVariables) {
+    app.log.warn({ variable: old.name, replacement: old.replacement }, `${old.name} is not read by this gateway: ${old.note}`)
+  }
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { parse as parseDotenv } from 'dotenv'
 import { z } from 'zod'
 import { parseNatsUrl } from './bus/nats-url.js'
+import { legacyVariables, type LegacyVariable } from './config-legacy.js'
 
 /**
  * The one place that reads the environment. Every tunable is a field here with its
@@ -113,6 +114,14 @@ const envSchema = z
     WS_MAX_HELD_BYTES: positiveInt.default(8 * 1024 * 1024),
     BATCH_MAX_QUEUED_BYTES: positiveInt.default(128 * 1024 * 1024),
     HTTP_WRITE_MAX_INFLIGHT_BYTES: positiveInt.default(256 * 1024 * 1024),
+    REDIS_URL: optionalString,
+    REDIS_LEADER_RETRY_MS: positiveInt.default(2000),
+    HTTP_REQUEST_TIMEOUT_MS: nonNegativeInt.default(120_000),
+    HTTP_HEADERS_TIMEOUT_MS: positiveInt.default(30_000),
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(72_000),
+    ADMIN_ERRORS_KEPT: positiveInt.default(200),
+    ADMIN_FEED_INTERVAL_MS: positiveInt.default(1000),
+    ADMIN_RATE_WINDOW_S: positiveInt.default(900),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production') {
@@ -276,6 +285,25 @@ export interface Config {
     maxPushBodyBytes: number
   }
   users: UsersConfig
+  /**
+   * Redis publishers of the Go WebSocket server (`PUBLISH channel:<id>`); undefined without
+   * REDIS_URL. One instance at a time subscribes (it holds a Postgres advisory lock), so an
+   * event enters the channel log once however many instances run; the others try to take
+   * the lock every `leaderRetryMs`.
+   */
+  redis: { url: string; leaderRetryMs: number } | undefined
+  /**
+   * Node's HTTP server timeouts: a whole request (0 = none), its headers, and an idle
+   * keep-alive connection (longer than a proxy's own idle timeout in front of it).
+   */
+  http: { requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number }
+  /**
+   * The /admin dashboard: the last `errorsKept` errors, a feed update every `feedIntervalMs`,
+   * the ingest rate kept for `rateWindowS`.
+   */
+  admin: { errorsKept: number; feedIntervalMs: number; rateWindowS: number }
+  /** Variables of the replaced systems found in the environment, each with the one that replaces it. */
+  legacyVariables: LegacyVariable[]
 }
 
 export interface UsersConfig {
@@ -401,6 +429,14 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       statusCacheMs: e.COLLECTOR_STATUS_CACHE_MS,
       maxPushBodyBytes: e.METRICS_PUSH_MAX_BODY_BYTES,
     },
+    redis: e.REDIS_URL === undefined ? undefined : { url: e.REDIS_URL, leaderRetryMs: e.REDIS_LEADER_RETRY_MS },
+    http: {
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    },
+    admin: { errorsKept: e.ADMIN_ERRORS_KEPT, feedIntervalMs: e.ADMIN_FEED_INTERVAL_MS, rateWindowS: e.ADMIN_RATE_WINDOW_S },
+    legacyVariables: legacyVariables(source),
     users: {
       admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD, email: e.ADMIN_EMAIL, org: e.ADMIN_ORG },
       accessTokenTtlS: e.ACCESS_TOKEN_TTL_S,

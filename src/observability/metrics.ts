@@ -204,6 +204,12 @@ export function createMetrics() {
     labelNames: ['result'] as const,
     registers: [registry],
   })
+  const redisEvents = new Counter({
+    name: 'mc_redis_events_total',
+    help: 'Messages from Redis PUBLISH channel:<id>, by result (stored, not_json, invalid, too_large, refused, unavailable)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
   let spool: { spool: { bytes: number; lines: number; records: number }; mode: string; name: string; up: boolean } | undefined
   new Gauge({
     name: 'mc_spool_bytes',
@@ -266,6 +272,7 @@ export function createMetrics() {
     channelRecoveries,
     channelDisconnects,
     oidcJwksFetches,
+    redisEvents,
     /** The hub's live counts for mc_channels and mc_channel_members. */
     trackChannels(s: NonNullable<typeof channelSource>) {
       channelSource = s
