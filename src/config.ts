@@ -287,7 +287,7 @@ export interface Config {
   users: UsersConfig
   /**
    * Redis publishers of the Go WebSocket server (`PUBLISH channel:<id>`); undefined without
-   * REDIS_URL. One instance at a time subscribes (it holds a Postgres advisory lock), so an
+   * REDIS_URL. One instance at a time subscribes (it holds a lease kept in Redis itself), so an
    * event enters the channel log once however many instances run; the others try to take
    * the lock every `leaderRetryMs`.
    */
