@@ -4,6 +4,8 @@ import accessPlugin from './auth/access-plugin.js'
 import authPlugin from './auth/plugin.js'
 import revocationPlugin from './auth/revocation-plugin.js'
 import adminPlugin from './admin/plugin.js'
+import adminPagePlugin from './admin/page-plugin.js'
+import adminRecorderPlugin from './admin/recorder-plugin.js'
 import auditPlugin from './audit/plugin.js'
 import { loadOrCreateDevSecret } from './auth/secret.js'
 import type { Config } from './config.js'
@@ -12,6 +14,7 @@ import channelAuthPlugin from './channels/auth-plugin.js'
 import { CHANNEL_ID_MAX_LENGTH } from './channels/events.js'
 import channelsPlugin from './channels/plugin.js'
 import channelPublishPlugin from './channels/publish-route.js'
+import channelRedisPlugin from './channels/redis-plugin.js'
 import { openDb, type Db } from './db/index.js'
 import { lockDataDir } from './db/data-dir-lock.js'
 import collectorConfigPlugin from './collectors/config-routes.js'
@@ -24,9 +27,12 @@ import { AppError } from './errors.js'
 import sinkPlugin from './ingest/sink-plugin.js'
 import type { Sink } from './ingest/sink.js'
 import httpWritePlugin from './ingest/http-write.js'
+import jsonBodyPlugin from './json-body.js'
 import timeSeriesPlugin from './ingest/time-series.js'
 import usersPlugin from './users/plugin.js'
 import healthPlugin from './observability/health.js'
+import docsPlugin from './observability/docs.js'
+import httpHardeningPlugin, { clientErrorHandler } from './observability/http-hardening.js'
 import metricsPlugin from './observability/plugin.js'
 import wsPlugin from './ws/plugin.js'
 
@@ -51,9 +57,11 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     // Per-request logs would cost more than an ingest request itself; errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
+    // What Node's parser refuses before any route (408, 431, 400) in the API's error shape.
+    clientErrorHandler,
     // Path parameters as long as a channel id may be (find-my-way's default is 100), with
     // room past it so a longer id gets the publish route's own 400 naming the limit.
-    maxParamLength: 2 * CHANNEL_ID_MAX_LENGTH,
+    routerOptions: { maxParamLength: 2 * CHANNEL_ID_MAX_LENGTH },
     // avvio applies this to every preClose hook too: the ws plugin's waits for owed replies,
     // which may take up to the shutdown grace (src/main.ts bounds the whole shutdown).
     pluginTimeout: config.shutdownGraceMs,
@@ -93,8 +101,14 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     }))
   const prefix = config.pathPrefix
   try {
+    // First: contexts copy the body parsers of their parent when they are made.
+    await app.register(jsonBodyPlugin)
+    // Before every route: both act on routes as they are added (onRoute).
+    await app.register(httpHardeningPlugin, config.http)
+    await app.register(docsPlugin, { prefix })
     await app.register(dbPlugin, { db, owned: overrides.db === undefined })
     await app.register(metricsPlugin)
+    await app.register(adminRecorderPlugin, { config })
     await app.register(sinkPlugin, { config, ...(overrides.sink ? { sink: overrides.sink } : {}) })
     // Before every user of the bus: onClose runs in reverse order, so the bus drains last.
     await app.register(busPlugin, { config })
@@ -124,7 +138,9 @@ export async function buildApp(config: Config, overrides: BuildOverrides = {}): 
     await app.register(channelAuthPlugin, { config })
     await app.register(channelsPlugin, { prefix, config })
     await app.register(channelPublishPlugin, { prefix, config })
+    await app.register(channelRedisPlugin, { config })
     await app.register(adminPlugin, { prefix })
+    await app.register(adminPagePlugin, { prefix })
     await app.register(devicesPlugin, { prefix, sessions: config.deviceSessions })
     await app.register(collectorsPlugin, { prefix, config })
     await app.register(collectorMetricsPlugin, { prefix, config })

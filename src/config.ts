@@ -119,8 +119,11 @@ const envSchema = z
     HTTP_REQUEST_TIMEOUT_MS: nonNegativeInt.default(120_000),
     HTTP_HEADERS_TIMEOUT_MS: positiveInt.default(30_000),
     HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(72_000),
+    HTTP_JSON_MAX_BODY_BYTES: positiveInt.default(64 * 1024),
+    HTTP_TIMEOUT_CHECK_INTERVAL_MS: positiveInt.default(1000),
     ADMIN_ERRORS_KEPT: positiveInt.default(200),
-    ADMIN_FEED_INTERVAL_MS: positiveInt.default(1000),
+    // At most 10 s: the page takes 20 s without a snapshot or ping for a dead feed.
+    ADMIN_FEED_INTERVAL_MS: positiveInt.max(10_000).default(1000),
     ADMIN_RATE_WINDOW_S: positiveInt.default(900),
   })
   .superRefine((env, ctx) => {
@@ -152,6 +155,10 @@ const envSchema = z
         ctx.addIssue({ code: 'custom', path: ['NATS_URL'], message: (err as Error).message.replace(/^NATS_URL:?\s*/, '') })
       }
     }
+    if (env.REDIS_URL !== undefined) {
+      const problem = redisUrlProblem(env.REDIS_URL)
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: problem })
+    }
     if (env.DEVICE_SESSION_STALE_AFTER_MS <= env.DEVICE_SESSION_HEARTBEAT_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -165,12 +172,23 @@ const envSchema = z
     if (env.OIDC_ISSUER_URL !== undefined && env.KINDE_ISSUER_URL !== undefined && env.OIDC_ISSUER_URL !== env.KINDE_ISSUER_URL) {
       ctx.addIssue({ code: 'custom', path: ['KINDE_ISSUER_URL'], message: 'differs from OIDC_ISSUER_URL (set one of them)' })
     }
+    if (env.HTTP_REQUEST_TIMEOUT_MS > 0 && env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      // Node refuses to start the server otherwise (headersTimeout must be <= requestTimeout).
+      ctx.addIssue({
+        code: 'custom',
+        path: ['HTTP_HEADERS_TIMEOUT_MS'],
+        message: `must not exceed HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS})`,
+      })
+    }
     if (env.INFLUXDB_URL !== undefined && env.INFLUXDB_DATABASE === undefined) {
       ctx.addIssue({ code: 'custom', path: ['INFLUXDB_DATABASE'], message: 'is required when INFLUXDB_URL is set' })
     }
   })
 
 export type Env = z.infer<typeof envSchema>
+
+/** Every variable the gateway reads (docs/MIGRATING.md's tables are checked against it). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape)
 
 export interface Config {
   env: Env['NODE_ENV']
@@ -295,8 +313,17 @@ export interface Config {
   /**
    * Node's HTTP server timeouts: a whole request (0 = none), its headers, and an idle
    * keep-alive connection (longer than a proxy's own idle timeout in front of it).
+   * `timeoutCheckIntervalMs`: how often Node looks for requests past those timeouts (its
+   * default, 30 s, would let a slow client hold a connection that much past them).
+   * `jsonMaxBodyBytes`: the body limit of every route without one of its own (the JSON API).
    */
-  http: { requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number }
+  http: {
+    requestTimeoutMs: number
+    headersTimeoutMs: number
+    keepAliveTimeoutMs: number
+    timeoutCheckIntervalMs: number
+    jsonMaxBodyBytes: number
+  }
   /**
    * The /admin dashboard: the last `errorsKept` errors, a feed update every `feedIntervalMs`,
    * the ingest rate kept for `rateWindowS`.
@@ -434,6 +461,8 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
       requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      timeoutCheckIntervalMs: e.HTTP_TIMEOUT_CHECK_INTERVAL_MS,
+      jsonMaxBodyBytes: e.HTTP_JSON_MAX_BODY_BYTES,
     },
     admin: { errorsKept: e.ADMIN_ERRORS_KEPT, feedIntervalMs: e.ADMIN_FEED_INTERVAL_MS, rateWindowS: e.ADMIN_RATE_WINDOW_S },
     legacyVariables: legacyVariables(source),
@@ -467,4 +496,18 @@ function oidcConfig(e: Env): Config['oidc'] {
     jwksCooldownMs: e.OIDC_JWKS_COOLDOWN_MS,
     timeoutMs: e.OIDC_TIMEOUT_MS,
   }
+}
+
+/** Why a REDIS_URL would not reach the Redis it names, or undefined: `redis[s]://[user:password@]host[:port][/db]`. */
+function redisUrlProblem(value: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return 'must be a URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)'
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return `must start with redis:// or rediss://, not ${url.protocol}//`
+  if (url.hostname === '') return 'names no host'
+  if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,2}$/.test(url.pathname)) return 'its path must be a database number (/0 to /99) or nothing'
+  return undefined
 }

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from './config.js'
 import { DataDirLockedError } from './db/data-dir-lock.js'
 import { DbError } from './db/db.js'
 import { BrokerListenError } from './devices/broker-listener.js'
+import { BootstrapError } from './users/service.js'
 
 async function main(): Promise<void> {
   let config
@@ -34,6 +35,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // A configuration the first start cannot go on with (no ADMIN_PASSWORD in production): as a
+  // bad variable, one line and EX_CONFIG.
+  if (err instanceof BootstrapError) {
+    process.stderr.write(`matt-collector: ${err.message}\n`)
+    process.exit(78)
+  }
   // A refusal that says what to do (the database cannot start, DATA_DIR or MQTT_PORT is in use) is one
   // line; anything else is a bug, shown with its stack.
   const said = err instanceof DbError || err instanceof DataDirLockedError || err instanceof BrokerListenError

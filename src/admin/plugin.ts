@@ -6,9 +6,11 @@ import { errorBody, limitOffset } from '../api-schemas.js'
 import type { UserPrincipal } from '../auth/guards.js'
 import type { BrokerHandle } from '../devices/types.js'
 import { notFound } from '../errors.js'
+import { security } from '../observability/openapi.js'
 import { sessionParams, sessionsPage, sessionsQuery } from './schemas.js'
 import { channelSource, mqttSource, timeSeriesSource, type MqttSessionDirectory } from './session-sources.js'
 import { findSession, listSessions, type SessionSource } from './sessions.js'
+import { statsRoutes } from './stats-routes.js'
 
 export interface AdminPluginOptions {
   prefix: string
@@ -31,7 +33,8 @@ function brokerDirectory(app: FastifyInstance): MqttSessionDirectory | undefined
 /**
  * `GET /api/v1/admin/sessions` and `DELETE /api/v1/admin/sessions/{id}` (docs/API.md
  * section 10, admin access token): the live sessions of this instance on `/time-series`,
- * `/ws` and MQTT, and ending one of them (audited).
+ * `/ws` and MQTT, and ending one of them (audited); the stats and the live feed
+ * (stats-routes.ts).
  */
 export default fp(
   async (app: FastifyInstance, opts: AdminPluginOptions) => {
@@ -43,6 +46,7 @@ export default fp(
       channelSource(() => app.channelSessions()),
       mqttSource(() => brokerDirectory(app)),
     ]
+    statsRoutes(app, { prefix: opts.prefix, sources })
 
     r.get(
       base,
@@ -50,6 +54,7 @@ export default fp(
         schema: {
           summary: 'The live sessions of this instance (time-series, ws, mqtt), newest first',
           tags: ['admin'],
+          security: security.user,
           querystring: sessionsQuery,
           response: { 200: sessionsPage, 400: errorBody, ...refusals },
         },
@@ -69,6 +74,7 @@ export default fp(
         schema: {
           summary: 'Disconnect one live session of this instance',
           tags: ['admin'],
+          security: security.user,
           params: sessionParams,
           response: { 204: z.null().describe('Disconnecting'), 400: errorBody, ...refusals, 404: errorBody },
         },
@@ -87,5 +93,5 @@ export default fp(
       },
     )
   },
-  { name: 'admin', dependencies: ['access', 'audit', 'time-series', 'channels'] },
+  { name: 'admin', dependencies: ['access', 'audit', 'time-series', 'channels', 'sink', 'admin-recorder'] },
 )

@@ -29,6 +29,7 @@ export const timeSeriesItem = z.object({
   org: z.string().nullable(),
   frames: z.number().int().describe('Frames received, `$AUTH` included'),
   lines: z.number().int().describe('Lines of frames answered `OK`'),
+  last_error: z.string().nullable().describe('The last `ERR ...` or `AUTH_FAILED: ...` reply it got'),
 })
 
 export const wsItem = z.object({
@@ -40,6 +41,7 @@ export const wsItem = z.object({
   channel: z.string(),
   events_sent: z.number().int(),
   frames_received: z.number().int(),
+  last_error: z.string().nullable().describe('The last `error` frame it got'),
 })
 
 export const mqttItem = z.object({
@@ -47,6 +49,10 @@ export const mqttItem = z.object({
   endpoint: z.literal('mqtt'),
   device_id: z.string().nullable().describe('null until CONNECT was authenticated'),
   transport: z.enum(['tcp', 'ws']),
+  device_type: z.string().nullable().describe('null until CONNECT was authenticated'),
+  org: z.null().describe('Devices belong to no organization'),
+  messages: z.number().int().describe('PUBLISH packets received'),
+  last_error: z.string().nullable().describe('Why its last PUBLISH or CONNECT was refused'),
 })
 
 export const sessionItem = z.discriminatedUnion('endpoint', [timeSeriesItem, wsItem, mqttItem])

@@ -27,6 +27,7 @@ export function timeSeriesSource(live: () => Iterable<StreamSession>): SessionSo
               org: identity?.org ?? null,
               frames: s.framesReceived,
               lines: s.linesAccepted,
+              last_error: s.lastError ?? null,
             }
           },
           disconnect: () => s.disconnect(CLOSE_DISCONNECTED, ADMIN_DISCONNECT_REASON),
@@ -58,6 +59,7 @@ export function channelSource(live: () => Iterable<ChannelSessionView>): Session
             channel: s.channelId,
             events_sent: s.eventsSent,
             frames_received: s.framesReceived,
+            last_error: s.lastError ?? null,
           }),
           disconnect: () => s.close(CLOSE_POLICY, ADMIN_DISCONNECT_REASON),
         }
@@ -75,6 +77,12 @@ export interface MqttSessionFacts {
   remote: string
   /** Epoch milliseconds. */
   connectedAt: number
+  /** Undefined until CONNECT was authenticated. */
+  deviceType?: string | undefined
+  /** PUBLISH packets received. */
+  messages?: number
+  /** Why its last PUBLISH or CONNECT was refused. */
+  lastError?: string | undefined
 }
 
 /** What the broker offers the admin API: its open connections, and ending one its own way. */
@@ -101,6 +109,10 @@ export function mqttSource(directory: () => MqttSessionDirectory | undefined): S
             remote: s.remote,
             device_id: s.deviceId ?? null,
             transport: s.transport,
+            device_type: s.deviceType ?? null,
+            org: null,
+            messages: s.messages ?? 0,
+            last_error: s.lastError ?? null,
           }),
           disconnect: () => {
             broker.disconnect(s.id)

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBody, limitOffset, pageOf, pageQuery, timestamp, toTimestamp } from '../api-schemas.js'
+import { security } from '../observability/openapi.js'
 import { AuditLog } from './audit-log.js'
 
 declare module 'fastify' {
@@ -35,6 +36,7 @@ export default fp(
         schema: {
           summary: 'The audit log, newest first',
           tags: ['audit'],
+          security: security.user,
           querystring: pageQuery,
           response: { 200: pageOf(entryView), 400: errorBody, 401: errorBody, 403: errorBody },
         },

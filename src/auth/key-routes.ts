@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { AuditLog } from '../audit/audit-log.js'
 import { errorBody } from '../api-schemas.js'
+import { security } from '../observability/openapi.js'
 import type { UserPrincipal } from './guards.js'
 import type { SigningKeyStore } from './signing-keys.js'
 
@@ -23,6 +24,7 @@ export function keyRoutes(
       schema: {
         summary: 'Rotate the signing key: new tokens get a new kid, tokens already issued stay valid',
         tags: ['auth'],
+        security: security.user,
         response: { 200: rotated, 401: errorBody, 403: errorBody },
       },
       onRequest: app.requireRole('admin'),

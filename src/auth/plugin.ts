@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { forbidden, unauthorized } from '../errors.js'
+import { security } from '../observability/openapi.js'
 import { SigningKeyStore } from './signing-keys.js'
 import { TokenError, TokenService } from './tokens.js'
 
@@ -46,7 +47,7 @@ const mockAuthBody = z.object({
   org: required(),
   org_id: required(),
   account_id: required(),
-})
+}).meta({ examples: [{ user: 'John Doe', user_id: '123', org: 'Acme Corp', org_id: '456', account_id: '789' }] })
 
 /** The bearer token of a request, or a 401. */
 export function bearerToken(request: FastifyRequest): string {
@@ -81,6 +82,8 @@ export default fp(
       {
         schema: {
           summary: "The gateway's public signing keys (RFC 7517): verify user and collector tokens with them",
+          tags: ['auth'],
+          security: security.none,
           response: { 200: jwksSchema },
         },
       },
@@ -97,6 +100,8 @@ export default fp(
       {
         schema: {
           summary: 'Mint a stream token for a user of the backend',
+          tags: ['auth'],
+          security: security.backend,
           body: mockAuthBody,
           response: { 200: z.object({ token: z.string() }), 400: errorSchema, 401: errorSchema, 403: errorSchema },
         },

@@ -93,6 +93,7 @@ export class ChannelConnection implements ChannelSessionView {
   readonly connectedAt = Date.now()
   eventsSent = 0
   framesReceived = 0
+  lastError: string | undefined
   /** The offset of the last event sent (or known to the client); later events only. */
   lastOffset = 0
   private open = true

@@ -55,7 +55,7 @@ export const publishBodySchema = z.object({
   timestamp: z.number().int().nonnegative().optional(),
   /** On NATS the subject names the channel; a body naming another one is refused. */
   channelId: z.string().optional(),
-})
+}).meta({ examples: [{ type: 'message:created', data: { id: 'm1', text: 'hello' } }] })
 
 export type DecodedEvent = { ok: true; draft: EventDraft } | { ok: false; reason: string }
 

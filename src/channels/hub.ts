@@ -309,6 +309,7 @@ export class ChannelHub {
   }
 
   private refuse(conn: ChannelConnection, message: string): void {
+    conn.lastError = message
     this.sendTo(conn, errorFrame(conn.channelId, message, this.now()))
   }
 }

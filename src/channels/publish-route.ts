@@ -5,6 +5,7 @@ import { z } from 'zod'
 import { errorBody } from '../api-schemas.js'
 import type { Config } from '../config.js'
 import { AppError, badRequest, unavailable } from '../errors.js'
+import { security } from '../observability/openapi.js'
 import { channelIdProblem, draftOf, publishBodySchema } from './events.js'
 import { ChannelLogError } from './types.js'
 
@@ -45,6 +46,7 @@ export default fp(
         schema: {
           summary: 'Publish an event to a channel; 202 once it is stored',
           tags: ['channels'],
+          security: security.userOrApiToken,
           params: publishParams,
           body: publishBodySchema,
           response: { 202: published, 400: errorBody, 401: errorBody, 403: errorBody, 413: errorBody, 503: errorBody },

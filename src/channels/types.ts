@@ -145,6 +145,8 @@ export interface ChannelSessionView {
   readonly connectedAt: number
   readonly eventsSent: number
   readonly framesReceived: number
+  /** The message of the last `error` frame the hub sent it. */
+  readonly lastError: string | undefined
   /** Ends the session (admin disconnect, revocation). */
   close(code: number, reason: string): void
 }

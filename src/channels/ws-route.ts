@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
+import { errorBody } from '../api-schemas.js'
 import { AppError, unavailable } from '../errors.js'
+import { security, upgradeResponses } from '../observability/openapi.js'
 import type { ChannelHub } from './hub.js'
 import type { Admission } from './types.js'
 
@@ -57,6 +59,22 @@ export function registerChannelRoute(app: FastifyInstance, opts: ChannelRouteOpt
     `${opts.prefix}/ws`,
     {
       websocket: true,
+      // No querystring schema: channelAuth checks the query itself, in the order above.
+      schema: {
+        summary: 'Live channels (the Go WebSocket server): `?token=&channelId=[&since=]`, then JSON event frames',
+        description:
+          'A WebSocket upgrade (docs/API.md section 9). Query: `token` (or `Authorization: Bearer`), `channelId` (at most 128 characters), `since` (an offset to recover from). After the 101: `presence:*`, the events of the channel and `typing:*` frames.',
+        tags: ['channels'],
+        security: security.channelMember,
+        response: {
+          ...upgradeResponses,
+          400: errorBody.describe('A missing or malformed channelId or since'),
+          401: errorBody.describe('No token, or a bad one'),
+          403: errorBody.describe('The Origin is not allowed, or the channel policy refuses the token'),
+          429: errorBody.describe('CHANNEL_MAX_CONNECTIONS_PER_USER reached on this instance'),
+          503: errorBody.describe('Shutting down, MAX_CONNECTIONS reached, or the channels are starting'),
+        },
+      },
       preValidation: async (request, reply) => {
         await app.wsGate(request, reply)
         if (reply.sent) return reply
@@ -64,6 +82,10 @@ export function registerChannelRoute(app: FastifyInstance, opts: ChannelRouteOpt
         checkCap(admission)
         if (!hub.ready) throw unavailable('channels are starting or unavailable: retry', 'channels_unavailable')
         reserve(request, admission)
+      },
+      // A refused token or channel (401/403) is one of the admin dashboard's last errors.
+      onError: async (request, _reply, err) => {
+        if (err.statusCode === 401 || err.statusCode === 403) app.adminErrors.record({ kind: 'auth_failure', endpoint: 'ws', reason: err.message, remote: request.ip })
       },
     },
     (socket: WebSocket, request) => {

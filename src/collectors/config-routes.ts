@@ -8,6 +8,7 @@ import { isApiToken } from '../auth/api-tokens.js'
 import type { UserPrincipal } from '../auth/guards.js'
 import { bearerToken } from '../auth/plugin.js'
 import { AppError, forbidden, notFound } from '../errors.js'
+import { security } from '../observability/openapi.js'
 import { CollectorConfigRepo, ConfigRaceError, type ConfigVersion } from './config-repo.js'
 import { COLLECTOR_AUDIT } from './types.js'
 
@@ -22,7 +23,7 @@ const params = z.object({ collector_id: z.string() })
 const configObject = z.record(z.string(), z.unknown()).describe('a JSON object')
 const configView = z.object({ collector_id: z.string(), version: z.number().int().min(1), config: configObject })
 const versionView = z.object({ version: z.number().int().min(1), config: configObject, created_by: z.string().nullable(), created_at: timestamp })
-const putBody = z.object({ config: configObject })
+const putBody = z.object({ config: configObject }).meta({ examples: [{ config: { interval_s: 60, databases: ['app'] } }] })
 const refusals = { 401: errorBody, 403: errorBody, 404: errorBody }
 
 const noSuchCollector = () => notFound('no such collector')
@@ -75,6 +76,7 @@ export default fp(
         schema: {
           summary: "A collector's current config; 304 for a matching If-None-Match",
           tags: ['collectors'],
+          security: security.collectorOrUser,
           params,
           response: { 200: configView, 304: z.null().describe('Not modified'), ...refusals },
         },
@@ -99,6 +101,7 @@ export default fp(
         schema: {
           summary: "Store a new version of a collector's config",
           tags: ['collectors'],
+          security: security.user,
           params,
           body: putBody,
           response: { 200: configView, 400: errorBody, ...refusals, 413: errorBody, 503: errorBody },
@@ -133,6 +136,7 @@ export default fp(
         schema: {
           summary: "Every version of a collector's config, newest first",
           tags: ['collectors'],
+          security: security.user,
           params,
           querystring: pageQuery,
           response: { 200: pageOf(versionView), 400: errorBody, ...refusals },

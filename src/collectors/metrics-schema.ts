@@ -183,6 +183,15 @@ export const metricsPushBody = z.object({
   hostname: z.string().superRefine(refineWith(tagValueProblem)).describe('written as the hostname tag'),
   timestamp: timestampSchema.optional(),
   metrics: z.array(pushedMetric),
+}).meta({
+  examples: [
+    {
+      collector_id: '5f0c6b1e-8a3d-4c52-9f7e-2b1d0c9a8e77',
+      hostname: 'db-1',
+      timestamp: '2026-01-01T00:00:00Z',
+      metrics: [{ name: 'pg_stat_database', tags: { datname: 'app' }, fields: { xact_commit: 1024, numbackends: 3 } }],
+    },
+  ],
 })
 
 export type MetricsPushBody = z.infer<typeof metricsPushBody>

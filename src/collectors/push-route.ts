@@ -7,7 +7,8 @@ import { decodeBodyText } from '../ingest/body-encoding.js'
 import { receiveTimeNs } from '../ingest/receive-time.js'
 import type { SinkError } from '../ingest/sink.js'
 import { metricsToLines } from './metrics-lines.js'
-import { metricsPushResponses } from './metrics-schema.js'
+import { security } from '../observability/openapi.js'
+import { metricsPushBody, metricsPushResponses } from './metrics-schema.js'
 
 export interface MetricsPushOptions {
   prefix: string
@@ -67,7 +68,21 @@ async function metricsPush(app: FastifyInstance, opts: { path: string; config: M
     {
       // Authentication first: a caller without a collector token learns nothing of the body's rules.
       onRequest: [app.requireActiveCollector, countBody],
-      schema: { summary: "A collector's metrics, written as line protocol", tags: ['collectors'], response: metricsPushResponses },
+      // The content parser's limit, said again: a route's own bodyLimit wins over it.
+      bodyLimit: maxBytes,
+      // Machines call it, no browser renders its answers (src/observability/http-hardening.ts).
+      helmet: false,
+      schema: {
+        summary: "A collector's metrics, written as line protocol",
+        tags: ['collectors'],
+        security: security.collector,
+        rawBody: {
+          description: 'JSON whatever the Content-Type; `Content-Encoding: gzip` accepted. Checked by src/collectors/metrics-lines.ts.',
+          contentTypes: ['application/json'],
+          schema: metricsPushBody,
+        },
+        response: metricsPushResponses,
+      },
     },
     async (request, reply) => {
       const started = performance.now()
@@ -83,6 +98,7 @@ async function metricsPush(app: FastifyInstance, opts: { path: string; config: M
       try {
         body = JSON.parse(text)
       } catch {
+        app.adminErrors.record({ kind: 'bad_line', endpoint: 'metrics-push', reason: 'the body is not valid JSON', user: principal.collectorId, remote: request.ip })
         throw badRequest('the body is not valid JSON', 'invalid_json')
       }
       const claimed = (body as { collector_id?: unknown } | null)?.collector_id
@@ -92,6 +108,7 @@ async function metricsPush(app: FastifyInstance, opts: { path: string; config: M
       const built = metricsToLines(body, text, receiveTimeNs)
       if (!built.ok) {
         app.metrics.frames.inc({ result: 'error' })
+        app.adminErrors.record({ kind: 'bad_line', endpoint: 'metrics-push', reason: built.message, user: principal.collectorId, remote: request.ip })
         throw badRequest(built.message, 'invalid_request')
       }
       if (built.lines > 0) {

@@ -9,6 +9,7 @@ import type { TokenService } from '../auth/tokens.js'
 import type { Config } from '../config.js'
 import type { Db } from '../db/index.js'
 import { forbidden, notFound, unauthorized } from '../errors.js'
+import { security } from '../observability/openapi.js'
 import { createCollectorCertificate } from './certificates.js'
 import type { CollectorDirectoryService } from './directory.js'
 import type { CollectorsRepo } from './repo.js'
@@ -96,6 +97,7 @@ export function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptio
       schema: {
         summary: 'Register a collector: a key pair, a self-signed certificate and a token (the private key is in this answer only)',
         tags: ['collectors'],
+        security: security.registration,
         body: registerBody,
         response: { 201: registered, 400: errorBody, ...refusals },
       },
@@ -166,6 +168,7 @@ export function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptio
       schema: {
         summary: "A new collector token, for the collector's current token or a signature made with its key",
         tags: ['collectors'],
+        security: security.renewal,
         params: collectorParams,
         response: { 200: renewed, ...refusals },
       },
@@ -190,6 +193,7 @@ export function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptio
       schema: {
         summary: 'List collectors, newest first',
         tags: ['collectors'],
+        security: security.user,
         querystring: pageQuery,
         response: { 200: pageOf(collectorView), 400: errorBody, ...refusals },
       },
@@ -208,6 +212,7 @@ export function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptio
       schema: {
         summary: 'One collector',
         tags: ['collectors'],
+        security: security.user,
         params: collectorParams,
         response: { 200: collectorView, ...refusals, 404: errorBody },
       },
@@ -226,6 +231,7 @@ export function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptio
       schema: {
         summary: "Delete a collector: its tokens and signatures stop working (within COLLECTOR_STATUS_CACHE_MS on other instances)",
         tags: ['collectors'],
+        security: security.user,
         params: collectorParams,
         response: { 204: z.null().describe('Deleted'), ...refusals, 404: errorBody },
       },

@@ -33,7 +33,7 @@ export const registerBody = z.object({
   hostname: printable('hostname').refine(isPlausibleHostname, {
     error: `must be a host name (letters, digits, "-", "_" in dot-separated labels of at most 63, ${MAX_HOSTNAME_CHARS} in all) or an IP address`,
   }),
-})
+}).meta({ examples: [{ name: 'production database', hostname: 'db-1.example.com' }] })
 
 /** Any string: an id that is no collector's (not even a UUID) is answered as an unknown one. */
 export const collectorParams = z.object({ id: z.string().describe('The collector id') })

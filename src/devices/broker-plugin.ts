@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { createWebSocketStream } from 'ws'
 import type { Config } from '../config.js'
+import { security, upgradeResponses } from '../observability/openapi.js'
 import { EmbeddedBroker } from './broker.js'
 import { subscribeCommands } from './commands.js'
 import { ConnectionGuard } from './connection-guard.js'
@@ -55,7 +56,7 @@ export default fp(
         connectTimeoutMs: mqtt.connectTimeoutMs,
         keepaliveMaxS: mqtt.keepaliveMaxS,
       },
-      { devices: app.devices, forwarder, guard, log, metrics: app.metrics },
+      { devices: app.devices, forwarder, guard, log, metrics: app.metrics, errors: app.adminErrors },
     )
     await forwarder.start()
     const commands = subscribeCommands(app.bus, broker)
@@ -95,7 +96,14 @@ export default fp(
       {
         websocket: true,
         preValidation: app.wsGate,
-        schema: { summary: 'MQTT over WebSocket (subprotocol mqtt)', tags: ['devices'], hide: true },
+        schema: {
+          summary: 'MQTT over WebSocket (subprotocol mqtt)',
+          description:
+            'A WebSocket upgrade to the embedded broker (docs/API.md section 8): the device authenticates in its MQTT CONNECT (`mqtt_user`, `mqtt_password`), not in the request.',
+          tags: ['devices'],
+          security: security.none,
+          response: upgradeResponses,
+        },
       },
       (socket, request) => {
         // Wrapped at once: frames that arrive before the stream exists would be lost.

@@ -18,6 +18,10 @@ export interface Session {
   ended: boolean
   /** The connection is gone. */
   gone: boolean
+  /** Publishes received from it (the admin API lists them). */
+  messages: number
+  /** Why the last publish or CONNECT of it was refused. */
+  lastError: string | undefined
 }
 
 /** A revocation seen this recently also refuses a CONNECT whose credential check raced with it. */
@@ -36,7 +40,7 @@ export class BrokerSessions {
   private authenticatedCount = 0
 
   add(client: Client, transport: Transport, address: string): Session {
-    const s: Session = { id: randomUUID(), transport, address, connectedAt: Date.now(), device: undefined, ended: false, gone: false }
+    const s: Session = { id: randomUUID(), transport, address, connectedAt: Date.now(), device: undefined, ended: false, gone: false, messages: 0, lastError: undefined }
     this.open.set(client, s)
     this.of.set(client, s)
     return s
@@ -108,4 +112,11 @@ export class BrokerSessions {
     if (r.deleted) return 'deleted'
     return device.generation < r.generation ? 'rotated' : undefined
   }
+}
+
+/** What the admin API lists of a session beyond its connection. */
+export interface SessionActivity {
+  deviceType: string | undefined
+  messages: number
+  lastError: string | undefined
 }

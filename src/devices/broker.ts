@@ -12,10 +12,11 @@ import {
   type Subscription,
 } from 'aedes'
 import type { FastifyBaseLogger } from 'fastify'
+import type { ErrorRecorder } from '../admin/recorder.js'
 import type { Metrics } from '../observability/metrics.js'
 import { commandTarget, maySubscribe, publishSubject } from './acl.js'
 import { listenMqtt, type ListenOptions } from './broker-listener.js'
-import { BrokerSessions, type Session, type Transport } from './broker-sessions.js'
+import { BrokerSessions, type Session, type SessionActivity, type Transport } from './broker-sessions.js'
 import type { ConnectionGuard } from './connection-guard.js'
 import type { ForwardInput } from './forwarder.js'
 import type { BrokerSessionInfo, DeviceDirectory, DeviceForwarder } from './types.js'
@@ -35,6 +36,8 @@ export interface BrokerDeps {
   guard: ConnectionGuard
   log: FastifyBaseLogger
   metrics: Pick<Metrics, 'mqttConnections' | 'mqttMessages' | 'mqttCommands' | 'beforeScrape'>
+  /** Refused CONNECTs go to the admin dashboard's last errors. */
+  errors?: Pick<ErrorRecorder, 'record'>
 }
 
 // CONNACK return codes (MQTT 3.1.1 §3.2.2.3); aedes answers MQTT 5 clients with the
@@ -229,10 +232,10 @@ export class EmbeddedBroker {
   }
 
   /** Every open connection, authenticated or not (the admin API's list). */
-  listSessions(): BrokerSessionInfo[] {
-    const out: BrokerSessionInfo[] = []
+  listSessions(): Array<BrokerSessionInfo & SessionActivity> {
+    const out: Array<BrokerSessionInfo & SessionActivity> = []
     for (const [, s] of this.sessions.entries()) {
-      out.push({ id: s.id, deviceId: s.device?.id, transport: s.transport, remote: s.address, connectedAt: s.connectedAt })
+      out.push({ id: s.id, deviceId: s.device?.id, transport: s.transport, remote: s.address, connectedAt: s.connectedAt, deviceType: s.device?.type, messages: s.messages, lastError: s.lastError })
     }
     return out
   }
@@ -300,20 +303,20 @@ export class EmbeddedBroker {
     if (s === undefined || this.closing) return cb(authError(SERVER_UNAVAILABLE, 'server unavailable'), null)
     if (!guard.reserveAttempt(s.address)) {
       metrics.mqttConnections.inc({ result: 'throttled' })
-      return cb(authError(SERVER_UNAVAILABLE, 'too many failed attempts from this address'), null)
+      return cb(this.refused(s, username, authError(SERVER_UNAVAILABLE, 'too many failed attempts from this address')), null)
     }
     this.deps.devices.authenticate(username ?? '', password).then(
       (result) => {
         if (!result.ok) {
           const deleted = result.reason === 'deleted'
           metrics.mqttConnections.inc({ result: deleted ? 'deleted' : 'bad_credentials' })
-          return cb(refusedFor(deleted ? 'deleted' : 'rotated'), null)
+          return cb(this.refused(s, username, refusedFor(deleted ? 'deleted' : 'rotated')), null)
         }
         guard.succeeded(s.address)
         const revoked = this.sessions.revocationOf(result.device)
         if (revoked !== undefined) {
           metrics.mqttConnections.inc({ result: revoked === 'deleted' ? 'deleted' : 'bad_credentials' })
-          return cb(refusedFor(revoked), null)
+          return cb(this.refused(s, username, refusedFor(revoked)), null)
         }
         // Closed while the directory answered: aedes drops the answer; nothing to record.
         if (s.gone || s.ended) return cb(authError(SERVER_UNAVAILABLE, 'connection closed'), null)
@@ -349,6 +352,7 @@ export class EmbeddedBroker {
       return
     }
     this.counts.received++
+    s.messages++
     if (!will && packet.qos > 0 && !packet.messageId) {
       // [MQTT-2.3.1-1] a QoS 1/2 PUBLISH needs a non-zero packet id; mqtt-packet parses 0.
       this.deps.log.debug({ device_id: device.id, mqtt_client: client.id }, 'PUBLISH with packet id 0: disconnected')
@@ -358,6 +362,7 @@ export class EmbeddedBroker {
     const subject = publishSubject(device.id, packet.topic)
     if (subject === undefined) {
       this.counts.refused++
+      s.lastError = `not authorized to publish to ${packet.topic}`
       this.deps.log.debug({ device_id: device.id, topic: packet.topic }, 'MQTT publish refused by the ACL')
       // MQTT 5: PUBACK/PUBREC 0x87; 3.1.1: aedes closes the connection.
       return cb(new Error(`not authorized to publish to ${packet.topic}`))
@@ -402,6 +407,13 @@ export class EmbeddedBroker {
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const device = this.sessions.get(client)?.device
     return device !== undefined && commandTarget(packet.topic)?.deviceId === device.id ? packet : null
+  }
+
+  /** A CONNECT refused for its credentials (or their owner's failures): kept and recorded. */
+  private refused(s: Session, username: string | undefined, err: AuthenticateError): AuthenticateError {
+    s.lastError = `CONNECT refused: ${err.message}`
+    this.deps.errors?.record({ kind: 'auth_failure', endpoint: 'mqtt', reason: s.lastError, user: username, remote: s.address })
+    return err
   }
 
   /** The gateway ends a session: MQTT 5 gets DISCONNECT with `reasonCode`, 3.1.1 a closed connection. */

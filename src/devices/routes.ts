@@ -8,6 +8,7 @@ import type { UserPrincipal } from '../auth/guards.js'
 import type { Bus } from '../bus/bus.js'
 import type { Db } from '../db/index.js'
 import { notFound } from '../errors.js'
+import { security } from '../observability/openapi.js'
 import { hashDevicePassword, newDevicePassword } from './credentials.js'
 import type { DevicesRepo } from './repo.js'
 import { createDeviceBody, deviceCreated, deviceCredentials, deviceParams, deviceView, toDeviceView } from './schemas.js'
@@ -56,6 +57,7 @@ export function deviceRoutes(app: FastifyInstance, opts: DeviceRoutesOptions): v
       schema: {
         summary: 'Provision a device; its MQTT password is in this answer only',
         tags: ['devices'],
+        security: security.userOrApiToken,
         body: createDeviceBody,
         response: { 200: deviceCreated, 400: errorBody, ...refusals },
       },
@@ -83,6 +85,7 @@ export function deviceRoutes(app: FastifyInstance, opts: DeviceRoutesOptions): v
       schema: {
         summary: 'List devices, newest first (never their passwords)',
         tags: ['devices'],
+        security: security.userOrApiToken,
         querystring: pageQuery,
         response: { 200: pageOf(deviceView), 400: errorBody, ...refusals },
       },
@@ -101,6 +104,7 @@ export function deviceRoutes(app: FastifyInstance, opts: DeviceRoutesOptions): v
       schema: {
         summary: 'One device',
         tags: ['devices'],
+        security: security.userOrApiToken,
         params: deviceParams,
         response: { 200: deviceView, ...refusals, 404: errorBody },
       },
@@ -119,6 +123,7 @@ export function deviceRoutes(app: FastifyInstance, opts: DeviceRoutesOptions): v
       schema: {
         summary: 'Delete a device: it can no longer connect, and its live MQTT sessions are closed',
         tags: ['devices'],
+        security: security.userOrApiToken,
         params: deviceParams,
         response: { 204: z.null().describe('Deleted'), ...refusals, 404: errorBody },
       },
@@ -145,6 +150,7 @@ export function deviceRoutes(app: FastifyInstance, opts: DeviceRoutesOptions): v
       schema: {
         summary: 'Rotate the MQTT password: the old one stops working and live sessions are closed',
         tags: ['devices'],
+        security: security.userOrApiToken,
         params: deviceParams,
         response: { 200: deviceCredentials, ...refusals, 404: errorBody },
       },

@@ -19,7 +19,7 @@ export const deviceType = z
   .min(1, 'must not be empty')
   .regex(PRINTABLE_TYPE, `must be 1 to ${MAX_TYPE_CHARS} printable characters (no control characters)`)
 
-export const createDeviceBody = z.object({ type: deviceType })
+export const createDeviceBody = z.object({ type: deviceType }).meta({ examples: [{ type: 'test-device' }] })
 
 /** Any string: an id that is no device's (not even a UUID) is answered 404, as an unknown one. */
 export const deviceParams = z.object({ id: z.string().describe('The device id (also its mqtt_user)') })

@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { bearerToken } from '../auth/plugin.js'
 import { AppError, badRequest, unauthorized } from '../errors.js'
+import { security, type RawBodyDoc } from '../observability/openapi.js'
 import type { Batcher } from './batcher.js'
 import { decodeBodyText } from './body-encoding.js'
 import { scanFrame, type Precision } from './line-protocol.js'
@@ -36,6 +37,12 @@ const V3_PRECISION = {
 } as const
 
 const errorSchema = z.object({ error: z.string(), message: z.string() })
+const lineProtocolBody: RawBodyDoc = {
+  description: 'Line protocol, one point per line; `Content-Encoding: gzip` accepted. Lines get `user` and `org` tags from the token.',
+  contentTypes: ['text/plain'],
+  example: 'temperature,location=room1 value=23.5 1700000000000000000\ncpu,host=a usage=0.5',
+}
+const writeDoc = { tags: ['ingest'], security: security.ingest, rawBody: lineProtocolBody }
 const responses = {
   204: z.null().describe('every line is durably accepted'),
   400: errorSchema,
@@ -96,6 +103,7 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
       request.ingestIdentity = await authenticate(token)
     } catch (err) {
       if (err instanceof AppError) throw err
+      app.adminErrors.record({ kind: 'auth_failure', endpoint: 'http-write', reason: (err as Error).message, remote: request.ip })
       throw unauthorized((err as Error).message, 'invalid_token')
     }
     // Counted before the body is read (a body without Content-Length is counted once read).
@@ -118,7 +126,9 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
     const scanned = scanFrame(body, identity.tagging, receiveTimeNs, precision)
     if (!scanned.ok) {
       app.metrics.frames.inc({ result: 'error' })
-      throw badRequest(`line ${scanned.line}: ${scanned.reason}`, 'invalid_line')
+      const reason = `line ${scanned.line}: ${scanned.reason}`
+      app.adminErrors.record({ kind: 'bad_line', endpoint: 'http-write', reason, user: identity.user, org: identity.org, remote: request.ip })
+      throw badRequest(reason, 'invalid_line')
     }
     if (scanned.lines === 0) return
     const err = await submit(app.batcher, scanned.text, scanned.lines)
@@ -137,7 +147,8 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
   const typed = app.withTypeProvider<ZodTypeProvider>()
   typed.post(
     '/api/v2/write',
-    { onRequest, schema: { summary: 'InfluxDB 2 write API', querystring: v2Query, response: responses } },
+    // helmet: false: machines call it, no browser renders its answers (src/observability/http-hardening.ts).
+    { onRequest, bodyLimit: opts.maxBodyBytes, helmet: false, schema: { summary: 'InfluxDB 2 write API', ...writeDoc, querystring: v2Query, response: responses } },
     async (request, reply) => {
       await write(request, V2_PRECISION[request.query.precision])
       return reply.code(204).send(null)
@@ -145,7 +156,7 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
   )
   typed.post(
     '/api/v3/write_lp',
-    { onRequest, schema: { summary: 'InfluxDB 3 write API', querystring: v3Query, response: responses } },
+    { onRequest, bodyLimit: opts.maxBodyBytes, helmet: false, schema: { summary: 'InfluxDB 3 write API', ...writeDoc, querystring: v3Query, response: responses } },
     async (request, reply) => {
       await write(request, V3_PRECISION[request.query.precision])
       return reply.code(204).send(null)

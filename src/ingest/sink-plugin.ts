@@ -67,10 +67,13 @@ export default fp(
         m.linesRefusedBySink.inc(lines)
         m.deadLetterLines.inc(lines)
         m.deadLetterRecords.inc()
+        app.adminErrors.record({ kind: 'sink_refusal', endpoint: 'sink', reason: `${lines} spooled lines refused by the sink: moved to the dead-letter file` })
       },
       onBatch: (outcome) => (outcome === 'ok' ? ok.inc() : spooled.inc()),
       onReplayWrite: () => m.replayWrites.inc(),
       onFailure: (err, during) => {
+        // Transient failures once per outage (and change of reason), not per retry.
+        if (err.transient && durable.outage?.reason !== err.reason) app.adminErrors.record({ kind: 'sink_outage', endpoint: 'sink', reason: `sink writes failing (${err.reason}): ${during === 'write' ? 'batches go to the spool' : 'spooled lines wait'}` })
         if (during === 'replay') m.replayFailures.inc({ reason: err.reason })
         else m.sinkErrors.inc({ sink: sink.name, kind: err.transient ? 'transient' : 'permanent' })
       },
@@ -95,6 +98,7 @@ export default fp(
       // Refused by the sink itself: not retried; the offending lines go to the log.
       const rejected = r.error.rejected
       m.linesRefusedBySink.inc(rejected?.length ?? r.lines)
+      app.adminErrors.record({ kind: 'sink_refusal', endpoint: 'sink', reason: `rejected by the time-series sink: ${r.error.message} (${rejected?.length ?? r.lines} of ${r.lines} lines)` })
       app.log.warn(
         {
           sink: sink.name,

@@ -51,7 +51,10 @@ export interface StreamSessionDeps {
 
 export interface StreamStats {
   frameAccepted(lines: number): void
-  frameRejected(): void
+  /** A frame answered with an `ERR`: nothing of it was written. */
+  frameRejected(lines: number): void
+  /** A bad line or a failed `$AUTH` was answered (the admin dashboard's last errors). */
+  refused?(session: StreamSession, kind: 'bad_line' | 'auth_failure', reply: string): void
 }
 
 export const CLOSE_AUTH = 4401
@@ -97,6 +100,8 @@ export class StreamSession {
   /** Lines of frames answered `OK`. */
   linesAccepted = 0
   framesReceived = 0
+  /** The last `ERR`/`AUTH_FAILED` reply's text. */
+  lastError: string | undefined
   readonly connectedAt = new Date()
   readonly id = randomUUID()
   readonly remote: string
@@ -197,7 +202,7 @@ export class StreamSession {
 
   private onFirstFrame(frame: string): void {
     if (!frame.startsWith(AUTH_PREFIX)) {
-      this.socket.send('AUTH_FAILED: first frame must be $AUTH <token>')
+      this.socket.send(this.refused('auth_failure', 'AUTH_FAILED: first frame must be $AUTH <token>'))
       this.close(CLOSE_AUTH, 'authentication required')
       return
     }
@@ -215,7 +220,7 @@ export class StreamSession {
       },
       (reason) => {
         if (this.state !== 'auth') return
-        this.socket.send(`AUTH_FAILED: ${reason}`)
+        this.socket.send(this.refused('auth_failure', `AUTH_FAILED: ${reason}`))
         this.close(CLOSE_AUTH, 'authentication failed')
       },
     )
@@ -232,7 +237,7 @@ export class StreamSession {
         if (this.state === 'open') this.adopt(identity)
         this.answer(slot, 'AUTH_SUCCESS')
       },
-      (reason) => this.answer(slot, `AUTH_FAILED: ${reason}`),
+      (reason) => this.answer(slot, this.refused('auth_failure', `AUTH_FAILED: ${reason}`)),
     )
   }
 
@@ -240,8 +245,8 @@ export class StreamSession {
     const identity = this.identity as StreamIdentity
     const result = scanFrame(frame, identity.tagging, receiveTimeNs)
     if (!result.ok) {
-      this.deps.stats?.frameRejected()
-      this.answer(this.reserve(), `ERR line ${result.line}: ${result.reason}`)
+      this.deps.stats?.frameRejected(countLines(frame))
+      this.answer(this.reserve(), this.refused('bad_line', `ERR line ${result.line}: ${result.reason}`))
       return
     }
     if (result.lines === 0) {
@@ -257,10 +262,18 @@ export class StreamSession {
         this.deps.stats?.frameAccepted(lines)
         this.answer(slot, 'OK')
       } else {
-        this.deps.stats?.frameRejected()
-        this.answer(slot, err.transient ? 'ERR busy: retry' : `ERR rejected: ${err.message}`)
+        this.deps.stats?.frameRejected(lines)
+        this.lastError = err.transient ? 'ERR busy: retry' : `ERR rejected: ${err.message}`
+        this.answer(slot, this.lastError)
       }
     })
+  }
+
+  /** An `ERR`/`AUTH_FAILED` reply of the client's doing: kept for the admin API, and recorded. */
+  private refused(kind: 'bad_line' | 'auth_failure', reply: string): string {
+    this.lastError = reply
+    this.deps.stats?.refused?.(this, kind, reply)
+    return reply
   }
 
   private withIdentity(token: string, ok: (id: StreamIdentity) => void, fail: (reason: string) => void): void {
@@ -420,4 +433,11 @@ export class StreamSession {
 function reasonOf(err: unknown): string {
   if (err instanceof Error && err.message !== '') return err.message
   return 'invalid token'
+}
+
+/** Lines of a refused frame (blank ones included: the scan stopped before it knew which are). */
+function countLines(frame: string): number {
+  let n = 1
+  for (let i = frame.indexOf('\n'); i !== -1 && i < frame.length - 1; i = frame.indexOf('\n', i + 1)) n++
+  return n
 }

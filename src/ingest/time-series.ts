@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { security, upgradeResponses } from '../observability/openapi.js'
 import { StreamSession, type FrameSocket } from './stream-session.js'
 
 declare module 'fastify' {
@@ -28,7 +29,7 @@ export default fp(
     const authenticate = app.ingestAuthenticator
     const gauge = app.metrics.wsConnections.labels('time-series')
     // Counted in plain numbers per frame; the counters get them when /metrics is read.
-    const counts = { ok: 0, lines: 0, error: 0 }
+    const counts = { ok: 0, lines: 0, error: 0, rejectedLines: 0 }
     const framesOk = app.metrics.frames.labels('ok')
     const framesError = app.metrics.frames.labels('error')
     app.metrics.beforeScrape(() => {
@@ -36,25 +37,36 @@ export default fp(
       if (counts.lines > 0) app.metrics.linesAccepted.inc(counts.lines)
       if (counts.error > 0) {
         framesError.inc(counts.error)
-        app.metrics.linesRejected.inc(counts.error)
+        app.metrics.linesRejected.inc(counts.rejectedLines)
       }
-      counts.ok = counts.lines = counts.error = 0
+      counts.ok = counts.lines = counts.error = counts.rejectedLines = 0
     })
     const stats = {
       frameAccepted: (lines: number) => {
         counts.ok++
         counts.lines += lines
       },
-      frameRejected: () => {
+      frameRejected: (lines: number) => {
         counts.error++
+        counts.rejectedLines += lines
       },
+      refused: (s: StreamSession, kind: 'bad_line' | 'auth_failure', reason: string) =>
+        app.adminErrors.record({ kind, endpoint: 'time-series', reason, user: s.user, org: s.org, remote: s.remote }),
     }
 
     app.onWsShutdown(async () => {
       await Promise.all([...sessions].map((s) => s.shutdown()))
     })
 
-    app.get(`${opts.prefix}/time-series`, { websocket: true, preValidation: app.wsGate }, (socket, request) => {
+    const schema = {
+      summary: 'Line protocol over WebSocket (Matt Collector): `$AUTH <token>`, then frames of lines, one reply each',
+      description:
+        'A WebSocket upgrade; the token comes in the first frame, not in the request (docs/API.md section 5). Frames: `$AUTH <token>` → `AUTH_SUCCESS`; then line protocol → `OK`, `ERR line N: …` or `ERR busy: retry`.',
+      tags: ['ingest'],
+      security: security.none,
+      response: upgradeResponses,
+    }
+    app.get(`${opts.prefix}/time-series`, { websocket: true, preValidation: app.wsGate, schema }, (socket, request) => {
       const log = request.log.child({ endpoint: 'time-series', remote: request.ip })
       const session = new StreamSession(frameSocket(socket), {
         authenticate,

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { z } from 'zod'
+import { security } from './openapi.js'
 
 const componentSchema = z.object({ status: z.enum(['up', 'down', 'absent']) }).catchall(z.unknown())
 
@@ -12,6 +13,8 @@ const readySchema = z.object({
     bus: componentSchema,
     broker: componentSchema,
     channels: componentSchema,
+    /** Only with REDIS_URL; never makes /readyz 503 (Redis publishers are optional next to POST and NATS). */
+    redis: componentSchema.optional(),
   }),
 })
 
@@ -46,10 +49,12 @@ async function probe(run: () => Promise<void>): Promise<{ reason: string; err: u
 export default fp(
   async (app: FastifyInstance, opts: { prefix: string }) => {
     const p = opts.prefix
-    app.get(`${p}/health`, { schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({
+    const ok = z.object({ status: z.literal('ok') })
+    const probeSchema = (summary: string) => ({ summary, tags: ['health'], security: security.none, response: { 200: ok } })
+    app.get(`${p}/health`, { schema: probeSchema("Matt Collector's health check: always {\"status\":\"ok\"}") }, async () => ({
       status: 'ok' as const,
     }))
-    app.get(`${p}/healthz`, { schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({
+    app.get(`${p}/healthz`, { schema: probeSchema('Liveness: 200 while the process runs') }, async () => ({
       status: 'ok' as const,
     }))
     // /readyz is unauthenticated: it shows stable reasons; the errors go to the log, once
@@ -94,7 +99,13 @@ export default fp(
       note('sink', failure)
       return failure ? { status: 'down', reason: failure.reason, ...detail } : { status: 'up', ...detail }
     }
-    app.get(`${p}/readyz`, { schema: { response: { 200: readySchema, 503: readySchema } } }, async (_req, reply) => {
+    const readyzSchema = {
+      summary: 'Readiness: 200 when no component is down, else 503, with each component and a stable reason',
+      tags: ['health'],
+      security: security.none,
+      response: { 200: readySchema, 503: readySchema.describe('A component is down') },
+    }
+    app.get(`${p}/readyz`, { schema: readyzSchema }, async (_req, reply) => {
       const [db, sink] = await Promise.all([database(), sinkComponent()])
       // The broker is registered after this plugin: read at request time.
       // The channels plugin is registered after this one too.
@@ -102,9 +113,23 @@ export default fp(
       const components = { database: db, sink, bus: { ...app.bus.status() }, broker: app.broker.status() as Component, channels }
       // Absent is not down: a broker turned off cannot fail.
       const allUp = Object.values(components).every((c) => c.status !== 'down')
-      return reply.code(allUp ? 200 : 503).send({ status: allUp ? 'ok' : 'degraded', components })
+      // Shown, but not counted: with Redis down the instance still serves everything else.
+      const redis = app.channelRedisStatus?.()
+      const shown = redis === undefined ? components : { ...components, redis }
+      return reply.code(allUp ? 200 : 503).send({ status: allUp ? 'ok' : 'degraded', components: shown })
     })
-    app.get(`${p}/metrics`, { schema: { hide: true } }, async (_req, reply) => {
+    const metricsSchema = {
+      summary: 'Prometheus metrics (text exposition format)',
+      tags: ['health'],
+      security: security.none,
+      response: {
+        200: {
+          description: 'The mc_* metrics (docs/API.md section 2)',
+          content: { 'text/plain': { schema: z.string().meta({ examples: ['# TYPE mc_lines_accepted_total counter\nmc_lines_accepted_total 42\n'] }) } },
+        },
+      },
+    }
+    app.get(`${p}/metrics`, { schema: metricsSchema }, async (_req, reply) => {
       reply.header('content-type', app.metrics.registry.contentType)
       return app.metrics.registry.metrics()
     })

@@ -30,7 +30,7 @@ export function createMetrics() {
   })
   const linesRejected = new Counter({
     name: 'mc_lines_rejected_total',
-    help: 'Frames refused for a bad line (nothing of the frame written)',
+    help: 'Lines of /time-series frames answered ERR (a bad line, or the sink refused or could not take them): nothing of such a frame is written',
     registers: [registry],
     collect: flush,
   })
@@ -206,7 +206,7 @@ export function createMetrics() {
   })
   const redisEvents = new Counter({
     name: 'mc_redis_events_total',
-    help: 'Messages from Redis PUBLISH channel:<id>, by result (stored, not_json, invalid, too_large, refused, unavailable)',
+    help: 'Messages from Redis PUBLISH channel:<id>, by result (stored, not_json, invalid, too_large, refused, unavailable, overloaded, not_holder)',
     labelNames: ['result'] as const,
     registers: [registry],
   })

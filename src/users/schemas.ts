@@ -31,9 +31,11 @@ export const idParams = z.object({ id: z.uuid('must be a UUID') })
 export const loginBody = z.object({
   username: z.string({ error: 'required, a string' }).min(1, 'must not be empty').max(256),
   password: z.string({ error: 'required, a string' }).min(1, 'must not be empty').max(MAX_PASSWORD_CHARS),
-})
+}).meta({ examples: [{ username: 'admin', password: 'correct horse battery staple' }] })
 
-export const refreshBody = z.object({ refresh_token: z.string({ error: 'required, a string' }).min(1, 'must not be empty') })
+export const refreshBody = z
+  .object({ refresh_token: z.string({ error: 'required, a string' }).min(1, 'must not be empty') })
+  .meta({ examples: [{ refresh_token: 'eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9...' }] })
 
 export const sessionView = z.object({
   token: z.string(),
@@ -61,12 +63,13 @@ export const createUserBody = z.object({
   /** Default: the org of the admin who creates the user. */
   org: label.optional(),
   org_id: label.optional(),
-})
+}).meta({ examples: [{ username: 'jane', password: 'a long passphrase', email: 'jane@example.com', role: 'operator' as const }] })
 
 export const updateUserBody = z
   .object({ username, password, email, role, org: label, org_id: label })
   .partial()
   .refine((b) => Object.values(b).some((v) => v !== undefined), 'name at least one field to change')
+  .meta({ examples: [{ role: 'admin' as const }] })
 
 export const apiTokenView = z.object({
   id: z.string(),
@@ -89,7 +92,7 @@ export const createApiTokenBody = z.object({
   scopes: z.array(z.enum(SCOPES)).min(1, 'name at least one scope'),
   /** The owner; default: the admin who creates the token. */
   user_id: z.uuid('must be a UUID').optional(),
-})
+}).meta({ examples: [{ name: 'telegraf on host-1', scopes: ['ingest:write' as const] }] })
 
 export const toUserView = (u: UserRecord): z.infer<typeof userView> => ({
   id: u.id,

@@ -8,6 +8,7 @@ import type { RevocationWatcher } from '../auth/revocation.js'
 import type { UserPrincipal } from '../auth/guards.js'
 import type { Db } from '../db/index.js'
 import { notFound } from '../errors.js'
+import { security } from '../observability/openapi.js'
 import type { UsersRepo } from './repo.js'
 import { apiTokenCreated, apiTokenView, createApiTokenBody, idParams, toApiTokenView } from './schemas.js'
 
@@ -36,6 +37,7 @@ export function tokenRoutes(app: FastifyInstance, opts: TokenRoutesOptions): voi
       schema: {
         summary: 'Create an API token; the token is in this answer only',
         tags: ['tokens'],
+        security: security.user,
         body: createApiTokenBody,
         response: { 201: apiTokenCreated, 400: errorBody, ...refusals, 404: errorBody },
       },
@@ -72,6 +74,7 @@ export function tokenRoutes(app: FastifyInstance, opts: TokenRoutesOptions): voi
       schema: {
         summary: 'List API tokens (never the tokens themselves)',
         tags: ['tokens'],
+        security: security.user,
         querystring: pageQuery,
         response: { 200: pageOf(apiTokenView), 400: errorBody, ...refusals },
       },
@@ -90,6 +93,7 @@ export function tokenRoutes(app: FastifyInstance, opts: TokenRoutesOptions): voi
       schema: {
         summary: 'Revoke an API token: it stops working at once, and its open sessions end within seconds',
         tags: ['tokens'],
+        security: security.user,
         params: idParams,
         response: { 204: z.null().describe('Revoked'), 400: errorBody, ...refusals, 404: errorBody },
       },

@@ -5,6 +5,7 @@ import { errorBody, limitOffset, pageOf, pageQuery } from '../api-schemas.js'
 import type { UserPrincipal } from '../auth/guards.js'
 import type { RevocationWatcher } from '../auth/revocation.js'
 import { notFound } from '../errors.js'
+import { security } from '../observability/openapi.js'
 import { createUserBody, idParams, toUserView, updateUserBody, userView } from './schemas.js'
 import type { UsersService } from './service.js'
 
@@ -30,6 +31,7 @@ export function userRoutes(
       schema: {
         summary: 'Create a user',
         tags: ['users'],
+        security: security.user,
         body: createUserBody,
         response: { 201: userView, 400: errorBody, ...refusals, 409: errorBody },
       },
@@ -52,6 +54,7 @@ export function userRoutes(
       schema: {
         summary: 'List users',
         tags: ['users'],
+        security: security.user,
         querystring: pageQuery,
         response: { 200: pageOf(userView), 400: errorBody, ...refusals },
       },
@@ -70,6 +73,7 @@ export function userRoutes(
       schema: {
         summary: 'One user',
         tags: ['users'],
+        security: security.user,
         params: idParams,
         response: { 200: userView, 400: errorBody, ...refusals, 404: errorBody },
       },
@@ -88,6 +92,7 @@ export function userRoutes(
       schema: {
         summary: 'Change a user (a new password ends the sessions of the old one)',
         tags: ['users'],
+        security: security.user,
         params: idParams,
         body: updateUserBody,
         response: { 200: userView, 400: errorBody, ...refusals, 404: errorBody, 409: errorBody },
@@ -103,6 +108,7 @@ export function userRoutes(
       schema: {
         summary: 'Delete a user, with their refresh and API tokens; their open sessions end within seconds',
         tags: ['users'],
+        security: security.user,
         params: idParams,
         response: { 204: z.null().describe('Deleted'), 400: errorBody, ...refusals, 404: errorBody, 409: errorBody },
       },

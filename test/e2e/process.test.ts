@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import jwt from 'jsonwebtoken'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { postgresAvailable, postgresEngine } from '../helpers/db.js'
 import { runGatewayExpectingFailure, startGatewayProcess } from '../helpers/process.js'
+import { requireService } from '../helpers/services.js'
 import { TestClient } from '../helpers/ws-client.js'
 
 describe('the gateway process on embedded defaults', () => {
@@ -98,5 +100,31 @@ describe('the gateway process on embedded defaults', () => {
     })
     expect(code).not.toBe(0)
     expect(output).toMatch(/JWT_SECRET is required in production and must be at least 32 characters/)
+  })
+})
+
+describe('the first start in production', () => {
+  it('without ADMIN_PASSWORD and no user yet: one line naming it, exit 78', async () => {
+    if (!(await requireService('PostgreSQL at 127.0.0.1:5432', await postgresAvailable()))) return
+    const fresh = await postgresEngine.create()
+    const dataDir = await mkdtemp(join(tmpdir(), 'mc-e2e-'))
+    try {
+      const { code, output } = await runGatewayExpectingFailure({
+        NODE_ENV: 'production',
+        JWT_SECRET: 'a-production-secret-of-at-least-32-characters',
+        ALLOWED_ORIGINS: 'https://app.example',
+        DATABASE_URL: fresh.url as string,
+        MQTT_ENABLED: 'false',
+        SERVER_PORT: '0',
+        DATA_DIR: dataDir,
+      })
+      expect(output).toContain('matt-collector: ADMIN_PASSWORD is required to create the first admin user')
+      // A configuration to fix, not a crash: no stack trace.
+      expect(output).not.toMatch(/\n\s+at /)
+      expect(code).toBe(78)
+    } finally {
+      await fresh.drop()
+      await rm(dataDir, { recursive: true, force: true })
+    }
   })
 })

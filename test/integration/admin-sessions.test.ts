@@ -16,8 +16,8 @@ const ENV = { ...FAST_PASSWORD_HASHING, ADMIN_PASSWORD, MQTT_ENABLED: 'false', B
 const SESSIONS = '/api/v1/admin/sessions'
 const ADMIN_CLOSE = { code: 1008, reason: 'disconnected by an administrator' }
 
-const TIME_SERIES_KEYS = ['authenticated', 'connected_at', 'endpoint', 'frames', 'id', 'lines', 'org', 'remote', 'user', 'user_id']
-const WS_KEYS = ['channel', 'connected_at', 'endpoint', 'events_sent', 'frames_received', 'id', 'name', 'org', 'remote', 'user_id']
+const TIME_SERIES_KEYS = ['authenticated', 'connected_at', 'endpoint', 'frames', 'id', 'last_error', 'lines', 'org', 'remote', 'user', 'user_id']
+const WS_KEYS = ['channel', 'connected_at', 'endpoint', 'events_sent', 'frames_received', 'id', 'last_error', 'name', 'org', 'remote', 'user_id']
 
 /** A stream token for /time-series, as /mock-auth makes them. */
 const timeSeriesToken = (user: string, org = 'acme_corp') =>
@@ -159,6 +159,12 @@ describe('/api/v1/admin/sessions', () => {
     await ws.waitFor((f) => f.type === 'message:created', 'the event')
     await sessionsOf('ws-user-1', (items) => items[0]?.events_sent === sent + 1, 'the event counted')
 
+    expect(s?.last_error).toBeNull()
+    ws.send('not json')
+    await ws.waitFor((f) => f.type === 'error', 'the error frame')
+    const [refused] = await sessionsOf('ws-user-1', (items) => items[0]?.last_error !== null, 'the refusal kept')
+    expect(refused?.last_error).toMatch(/json/i)
+
     const onlyWs = await list('?endpoint=ws')
     expect(onlyWs.data.every((x) => x.endpoint === 'ws')).toBe(true)
     expect(onlyWs.data.map((x) => x.id)).toContain(s?.id)
@@ -242,8 +248,8 @@ describe('MQTT sessions through a broker directory', () => {
     const { items, total } = listSessions(sources, {}, { limit: 50, offset: 0 })
     expect(total).toBe(2)
     expect(items).toEqual([
-      { id: 'm-2', endpoint: 'mqtt', connected_at: '2025-01-02T00:00:00.000Z', remote: '10.0.0.2', device_id: null, transport: 'ws' },
-      { id: 'm-1', endpoint: 'mqtt', connected_at: '2025-01-01T00:00:00.000Z', remote: '10.0.0.1', device_id: 'dev-1', transport: 'tcp' },
+      { id: 'm-2', endpoint: 'mqtt', connected_at: '2025-01-02T00:00:00.000Z', remote: '10.0.0.2', device_id: null, transport: 'ws', device_type: null, org: null, messages: 0, last_error: null },
+      { id: 'm-1', endpoint: 'mqtt', connected_at: '2025-01-01T00:00:00.000Z', remote: '10.0.0.1', device_id: 'dev-1', transport: 'tcp', device_type: null, org: null, messages: 0, last_error: null },
     ])
     // A device is no user: a user filter leaves MQTT sessions out.
     expect(listSessions(sources, { user: 'dev-1' }, { limit: 50, offset: 0 }).total).toBe(0)
@@ -285,9 +291,27 @@ describe.runIf(brokerListsSessions)('MQTT sessions of the embedded broker', () =
       'the device session',
     )
     const s = listed[0] as Record<string, any>
-    expect(Object.keys(s).sort()).toEqual(['connected_at', 'device_id', 'endpoint', 'id', 'remote', 'transport'])
-    expect(s).toMatchObject({ endpoint: 'mqtt', transport: 'tcp', remote: '127.0.0.1' })
+    expect(Object.keys(s).sort()).toEqual(['connected_at', 'device_id', 'device_type', 'endpoint', 'id', 'last_error', 'messages', 'org', 'remote', 'transport'])
+    expect(s).toMatchObject({ endpoint: 'mqtt', transport: 'tcp', remote: '127.0.0.1', device_type: device.type, org: null, messages: 0, last_error: null })
     expect(Date.parse(s.connected_at)).toBeGreaterThanOrEqual(before - 1000)
+
+    // One publish taken, one refused by the ACL (MQTT 5: PUBACK 0x87, the connection stays).
+    await c.publishAsync(`raw.${device.id}`, 'm v=1', { qos: 1 })
+    await c.publishAsync('raw.someone-else', 'm v=1', { qos: 1 }).catch(() => {})
+    const counted = await waitFor(
+      async () => ((await api.get(`${SESSIONS}?endpoint=mqtt`, { token: admin })).json.data as Array<Record<string, any>>).find((x) => x.id === s.id),
+      (x) => x?.messages === 2 && x?.last_error !== null,
+      'both publishes counted, the refusal as its last error',
+    )
+    expect(counted?.last_error).toBe('not authorized to publish to raw.someone-else')
+    // A wrong password is one of the dashboard's errors, under the device's MQTT user name.
+    await expect(connectDevice(t, { ...device, mqtt_password: 'wrong' }, { protocolVersion: 5 })).rejects.toThrow()
+    const refused = await waitFor(
+      async () => ((await api.get('/api/v1/admin/stats', { token: admin })).json.errors as Array<Record<string, any>>).filter((e) => e.endpoint === 'mqtt'),
+      (errors) => errors.length > 0,
+      'the refused CONNECT in the errors',
+    )
+    expect(refused[0]).toMatchObject({ kind: 'auth_failure', user: device.mqtt_user, remote: '127.0.0.1', reason: 'CONNECT refused: bad user name or password' })
 
     const reason = new Promise<number | undefined>((resolve) => c.once('disconnect', (packet) => resolve(packet.reasonCode)))
     const res = await api.delete(`${SESSIONS}/${s.id}`, { token: admin })

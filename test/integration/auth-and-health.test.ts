@@ -144,14 +144,15 @@ describe('health endpoints', () => {
       expect(await metric('mc_ws_connections', '{endpoint="time-series"}')).toBe(1)
       c.send('cpu v=1 1700000000000000000\ncpu v=2 1700000000000000001')
       c.send('mem v=3 1700000000000000002')
-      c.send('not line protocol')
+      c.send('ok v=4 1700000000000000003\nnot line protocol\nok v=5 1700000000000000004\n')
       expect(await c.next()).toBe('OK')
       expect(await c.next()).toBe('OK')
-      expect(await c.next()).toMatch(/^ERR /)
+      expect(await c.next()).toMatch(/^ERR line 2: /)
       expect(await metric('mc_lines_accepted_total')).toBe(3)
       expect(await metric('mc_frames_total', '{result="ok"}')).toBe(2)
       expect(await metric('mc_frames_total', '{result="error"}')).toBe(1)
-      expect(await metric('mc_lines_rejected_total')).toBe(1)
+      // Every line of the refused frame (a trailing newline ends the last line, it adds none).
+      expect(await metric('mc_lines_rejected_total')).toBe(3)
       c.close()
       await waitFor(() => metric('mc_ws_connections', '{endpoint="time-series"}'), (v) => v === 0, 'the connection gauge back at 0')
       // Counters only grow: a second scrape shows the same totals.

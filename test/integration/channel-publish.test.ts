@@ -122,7 +122,7 @@ describe('POST /api/v1/channels/{channelId}/events (in-process log)', () => {
     expect(other.json.message).toContain('room.other')
   })
 
-  // Needs the router to take path parameters this long (app.ts maxParamLength; 100 by default).
+  // Needs the router to take path parameters this long (app.ts routerOptions.maxParamLength; 100 by default).
   it(`takes channel ids of every allowed character up to ${CHANNEL_ID_MAX_LENGTH} long, and refuses a longer one with 400`, async () => {
     for (const channelId of ['org:acme:room=1', 'a@b+c-d_e', 'x'.repeat(CHANNEL_ID_MAX_LENGTH)]) {
       const res = await publish({ type: 'message:created' }, tokens.admin, channelId)

@@ -92,6 +92,11 @@ describe('loadConfig', () => {
     [{ SINK_TIMEOUT_MS: '30000' }, 'SHUTDOWN_GRACE_MS must be larger than SINK_TIMEOUT_MS (30000)'],
     [{ SHUTDOWN_GRACE_MS: '10000' }, 'SHUTDOWN_GRACE_MS'],
     [{ WS_MAX_HELD_BYTES: '0' }, 'WS_MAX_HELD_BYTES'],
+    [{ ADMIN_FEED_INTERVAL_MS: '20000' }, 'ADMIN_FEED_INTERVAL_MS'],
+    [{ REDIS_URL: 'http://127.0.0.1:6379' }, 'REDIS_URL'],
+    [{ REDIS_URL: 'redis://a b' }, 'REDIS_URL'],
+    [{ REDIS_URL: 'redis://127.0.0.1:6379/abc' }, 'REDIS_URL'],
+    [{ REDIS_URL: '127.0.0.1:6379' }, 'REDIS_URL'],
   ])('refuses %o naming %s', (env, variable) => {
     expect(() => loadConfig(env)).toThrow(ConfigError)
     expect(() => loadConfig(env)).toThrow(variable)
