@@ -3,7 +3,7 @@
 // Usage: node scripts/copy-admin-assets.mjs [target folder, default dist/admin/page]
 import { cp, rm } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { resolve } from 'node:path'
+import { relative, resolve } from 'node:path'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const from = resolve(root, 'src/admin/page')
@@ -12,4 +12,4 @@ const to = process.argv[2] === undefined ? resolve(root, 'dist/admin/page') : re
 // A file removed from the page must not linger in an older build.
 await rm(to, { recursive: true, force: true })
 await cp(from, to, { recursive: true })
-console.log(`copied the admin page's files to ${to}`)
+console.log(`copied the admin page's files to ${relative(process.cwd(), to) || '.'}`)
