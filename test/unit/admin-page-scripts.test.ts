@@ -1,6 +1,6 @@
 import { pathToFileURL } from 'node:url'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { REPO_ROOT } from '../helpers/process.js'
 
 // The /admin page's pure modules (plain browser JavaScript, no DOM needed): formatting for
@@ -100,5 +100,56 @@ describe('the event-stream parser', () => {
     const p = new SseParser()
     expect(p.push('event: expired\ndata: {}\n')).toEqual([])
     expect(p.push('\n')).toEqual([{ event: 'expired', data: '{}', id: undefined }])
+  })
+})
+
+interface AuthModule {
+  Auth: new (
+    apiBase: URL,
+    onEnded: (why: string) => void,
+  ) => { token: string | undefined; login(u: string, p: string): Promise<unknown>; renew(): Promise<string>; logout(): void }
+}
+const { Auth } = (await pageModule('auth.js')) as AuthModule
+
+describe('the page keeps its session through a refresh the gateway cannot answer now', () => {
+  const tokens = (n: number) => ({
+    token: `access-${n}`,
+    refresh_token: `refresh-${n}`,
+    expires_at: new Date(Date.now() + 900_000).toISOString(),
+    user: { id: 'u1', username: 'admin', email: 'a@example.com', role: 'admin' },
+  })
+  const answer = (status: number, body: unknown = { error: 'x', message: 'x' }) =>
+    new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
+
+  it('stays logged in on 429, 503 and 500, and ends only when the refresh is refused', async () => {
+    vi.useFakeTimers()
+    const answers: Response[] = [answer(200, tokens(1))]
+    const sent: string[] = []
+    vi.stubGlobal('fetch', async (url: URL) => {
+      sent.push(url.pathname)
+      return answers.shift() ?? answer(599)
+    })
+    try {
+      const ended: string[] = []
+      const auth = new Auth(new URL('http://127.0.0.1/api/v1/'), (why) => ended.push(why))
+      await auth.login('admin', 'pw')
+      for (const status of [429, 503, 500]) {
+        answers.push(answer(status))
+        await expect(auth.renew()).rejects.toThrow(`HTTP ${status}`)
+        expect(auth.token).toBe('access-1')
+      }
+      expect(ended).toEqual([])
+      answers.push(answer(200, tokens(2)))
+      await expect(auth.renew()).resolves.toBe('access-2')
+      answers.push(answer(401))
+      await expect(auth.renew()).rejects.toThrow('HTTP 401')
+      expect(auth.token).toBeUndefined()
+      expect(ended).toEqual(['your session ended: log in again'])
+      expect(sent).toEqual(['/api/v1/auth/login', ...Array(5).fill('/api/v1/auth/refresh')])
+      auth.logout()
+    } finally {
+      vi.unstubAllGlobals()
+      vi.useRealTimers()
+    }
   })
 })

@@ -130,6 +130,11 @@ export class Auth {
       throw err
     }
     if (this.refreshToken !== refreshToken) throw new Error('logged out')
+    // Throttled, busy or failing: the refresh token was not used up, so it is tried again.
+    if (res.status === 429 || res.status >= 500) {
+      this.schedule(RENEW_RETRY_MS)
+      throw new Error(`refresh not answered now (HTTP ${res.status})`)
+    }
     if (!res.ok) {
       this.logout()
       this.onEnded('your session ended: log in again')
