@@ -37,6 +37,7 @@ const envSchema = z
     INFLUXDB_TOKEN: optionalString,
     INFLUXDB_DATABASE: optionalString,
     INFLUXDB_GZIP: bool.default(true),
+    INFLUXDB_GZIP_LEVEL: z.coerce.number().int().min(0).max(9).default(1),
     NATS_URL: optionalString,
     MQTT_PORT: port.default(1883),
     MQTT_ENABLED: bool.default(true),
@@ -199,8 +200,11 @@ export interface Config {
   jwtSecret: string | undefined
   dataDir: string
   databaseUrl: string | undefined
-  /** `gzip`: compress write bodies (worth it over a network; CPU spent for nothing on one host). */
-  influx: { url: string; token: string | undefined; database: string; gzip: boolean } | undefined
+  /**
+   * `gzip`: compress write bodies (worth it over a network; CPU spent for nothing on one host).
+   * `gzipLevel`: zlib level; 1 costs about a third of 6's CPU for bodies about a fifth larger.
+   */
+  influx: { url: string; token: string | undefined; database: string; gzip: boolean; gzipLevel: number } | undefined
   natsUrl: string | undefined
   /**
    * NATS client: `connectTimeoutMs` per connection attempt (reconnects go on forever);
@@ -380,7 +384,13 @@ export function loadConfig(source: Record<string, string | undefined> = readEnvi
     influx:
       e.INFLUXDB_URL === undefined
         ? undefined
-        : { url: e.INFLUXDB_URL, token: e.INFLUXDB_TOKEN, database: e.INFLUXDB_DATABASE ?? '', gzip: e.INFLUXDB_GZIP },
+        : {
+            url: e.INFLUXDB_URL,
+            token: e.INFLUXDB_TOKEN,
+            database: e.INFLUXDB_DATABASE ?? '',
+            gzip: e.INFLUXDB_GZIP,
+            gzipLevel: e.INFLUXDB_GZIP_LEVEL,
+          },
     natsUrl: e.NATS_URL,
     nats: { connectTimeoutMs: e.NATS_CONNECT_TIMEOUT_MS, publishTimeoutMs: e.NATS_PUBLISH_TIMEOUT_MS },
     mqtt: {

@@ -1,4 +1,5 @@
-import { HttpError, InfluxDBClient, RequestTimedOutError, setLogger } from '@influxdata/influxdb3-client'
+import { HttpError, RequestTimedOutError } from '@influxdata/influxdb3-client'
+import { createInfluxWriter } from './influx-write.js'
 import { SINK_REFUSED, SINK_UNAVAILABLE, SinkError, type RejectedLine, type Sink, type SinkFailure } from './sink.js'
 
 export interface InfluxSinkOptions {
@@ -6,32 +7,26 @@ export interface InfluxSinkOptions {
   token: string | undefined
   database: string
   gzip: boolean
+  /** zlib level (0-9) of gzipped bodies. */
+  gzipLevel: number
   timeoutMs: number
 }
 
-// Bodies above this many bytes are sent gzipped (when gzip is on); a batch is usually far larger.
-const GZIP_THRESHOLD_BYTES = 1000
-
-// The client prints every failed write to the console; the batcher logs them once, with context.
-setLogger({ error() {}, warn() {} })
-
-/** InfluxDB 3 through the official client, precision pinned to ns, gzip on unless turned off. */
+/** InfluxDB 3 through its v2 write endpoint, precision pinned to ns, gzip on unless turned off. */
 export function createInfluxSink(opts: InfluxSinkOptions): Sink {
-  const gzipThreshold = opts.gzip ? GZIP_THRESHOLD_BYTES : Number.MAX_SAFE_INTEGER
-  const client = new InfluxDBClient({
-    host: opts.url,
-    // An empty token sends no Authorization header (a server started without auth).
-    token: opts.token ?? '',
+  const writer = createInfluxWriter({
+    url: opts.url,
+    token: opts.token,
     database: opts.database,
-    writeTimeout: opts.timeoutMs,
-    writeOptions: { precision: 'ns', gzipThreshold },
+    gzipLevel: opts.gzip ? opts.gzipLevel : undefined,
+    timeoutMs: opts.timeoutMs,
   })
   const base = opts.url.replace(/\/+$/, '')
   return {
     name: 'influxdb',
     async write(text) {
       try {
-        await client.write(text, opts.database, undefined, { precision: 'ns', gzipThreshold })
+        await writer.write(Buffer.from(text))
       } catch (err) {
         throw classifyInfluxError(err)
       }
@@ -43,7 +38,7 @@ export function createInfluxSink(opts: InfluxSinkOptions): Sink {
       if (res.status >= 500) throw new Error(`InfluxDB answered ${res.status}`)
     },
     async close() {
-      await client.close()
+      writer.close()
     },
   }
 }
@@ -57,7 +52,7 @@ export function createInfluxSink(opts: InfluxSinkOptions): Sink {
 export function classifyInfluxError(err: unknown): SinkError {
   if (err instanceof HttpError) {
     const status = err.statusCode
-    // The client already extracts InfluxDB's own message (per line for a partial write).
+    // HttpError already extracts InfluxDB's own message (per line for a partial write).
     const detail = (err.message || err.body || '').replace(/\s+/g, ' ').trim().slice(0, MAX_DETAIL_CHARS)
     const base = { cause: err, detail: `InfluxDB answered ${status}${detail ? `: ${detail}` : ''}` }
     if (status === 422) return new SinkError(SINK_REFUSED, false, status, base)

@@ -14,7 +14,7 @@ const token = (user = 'john_doe', org = 'acme_corp') =>
 
 const authed = (t: TestApp, user?: string, org?: string) => TestClient.authenticated(t.wsUrl, token(user, org))
 
-describe('/time-series into an InfluxDB 3 write API (the real client against a server answering as Core does)', () => {
+describe('/time-series into an InfluxDB 3 write API (a server answering as Core does)', () => {
   let influx: FakeInflux
   let t: TestApp
   beforeAll(async () => {

@@ -71,8 +71,9 @@ describe('loadConfig', () => {
     expect(c.batch.maxLines).toBe(1)
     expect(c.allowedOrigins).toEqual(['https://a.example', 'https://b.example'])
     expect(c.pathPrefix).toBe('/collector')
-    expect(c.influx).toEqual({ url: 'http://127.0.0.1:8181', token: 'tok', database: 'telemetry', gzip: true })
+    expect(c.influx).toEqual({ url: 'http://127.0.0.1:8181', token: 'tok', database: 'telemetry', gzip: true, gzipLevel: 1 })
     expect(loadConfig({ INFLUXDB_URL: 'http://127.0.0.1:8181', INFLUXDB_DATABASE: 'x', INFLUXDB_GZIP: 'false' }).influx?.gzip).toBe(false)
+    expect(loadConfig({ INFLUXDB_URL: 'http://127.0.0.1:8181', INFLUXDB_DATABASE: 'x', INFLUXDB_GZIP_LEVEL: '0' }).influx?.gzipLevel).toBe(0)
   })
 
   it('treats * in ALLOWED_ORIGINS as any origin', () => {
@@ -89,6 +90,8 @@ describe('loadConfig', () => {
     [{ MQTT_ENABLED: 'maybe' }, 'MQTT_ENABLED'],
     [{ INFLUXDB_URL: 'not a url', INFLUXDB_DATABASE: 'x' }, 'INFLUXDB_URL'],
     [{ INFLUXDB_URL: 'http://127.0.0.1:8181' }, 'INFLUXDB_DATABASE'],
+    [{ INFLUXDB_GZIP_LEVEL: '10' }, 'INFLUXDB_GZIP_LEVEL'],
+    [{ INFLUXDB_GZIP_LEVEL: '1.5' }, 'INFLUXDB_GZIP_LEVEL'],
     [{ SINK_TIMEOUT_MS: '30000' }, 'SHUTDOWN_GRACE_MS must be larger than SINK_TIMEOUT_MS (30000)'],
     [{ SHUTDOWN_GRACE_MS: '10000' }, 'SHUTDOWN_GRACE_MS'],
     [{ WS_MAX_HELD_BYTES: '0' }, 'WS_MAX_HELD_BYTES'],
