@@ -11,6 +11,8 @@ export interface UserPrincipal extends ApiTokenOwner {
   /** Set when `via` is `api_token`. */
   apiTokenId?: string
   scopes?: readonly Scope[]
+  /** Set when `via` is `access`: the token's expiry, epoch seconds. */
+  exp?: number
 }
 
 export interface CollectorPrincipal {
@@ -88,7 +90,7 @@ export function createGuards(deps: GuardDeps): Guards {
   }
 
   const fromAccessToken = async (request: FastifyRequest): Promise<UserPrincipal> => {
-    const { claims } = await verify(request, 'access')
+    const { claims, exp } = await verify(request, 'access')
     const { user_id, username, email, role, org, org_id } = claims
     if (typeof user_id !== 'string' || typeof username !== 'string' || !isRole(role)) {
       throw invalidToken('access token lacks user claims')
@@ -101,6 +103,7 @@ export function createGuards(deps: GuardDeps): Guards {
       org: typeof org === 'string' ? org : '',
       org_id: typeof org_id === 'string' ? org_id : '',
       via: 'access',
+      exp,
     }
   }
 
