@@ -8,6 +8,7 @@ import jwt from 'jsonwebtoken'
 // Types only: importing a load generator's module would run it.
 import type { MqttLoadOptions } from './load/mqtt-load.js'
 import type { NatsLoadOptions } from './load/nats-load.js'
+import type { CpuOf, WindowCpu } from './load/tally.js'
 import { cpuSnapshot, otherCpuPercent, procStats, type ProcStats } from './machine.js'
 import { runToEnd, SECRET, startGateway, type Gateway, type Proc } from './procs.js'
 
@@ -33,6 +34,15 @@ export interface Row {
   /** Variant this row is compared with, and the ratio of lines/s to it. */
   baseline?: string
   ratio?: number
+  /** Ratios of lines/s to further variants of the scenario, by variant. */
+  ratio_to?: Record<string, number>
+  /**
+   * CPU per line acknowledged in the measured window, in ns: the gateway's main thread
+   * (where JavaScript runs), the whole gateway process, and victoria-metrics' process.
+   */
+  cpu_ns_per_line?: number
+  process_cpu_ns_per_line?: number
+  vm_cpu_ns_per_line?: number
   note?: string
   /** Scenario-specific figures (target rate, RSS per connection, sink row counts...). */
   extra?: Record<string, unknown>
@@ -83,6 +93,8 @@ export interface LoadResult {
   peer_cpu_s?: number
   /** Set by wsLoad/httpLoad: see Row.other_cpu_pct. */
   other_cpu_pct?: number
+  /** ws-load, http-load: CPU seconds of the processes in `cpuOf` over the measured window. */
+  window_cpu?: WindowCpu
 }
 
 /** Other processes' CPU share above which a row is flagged (see Row.other_cpu_pct). */
@@ -143,6 +155,8 @@ export interface WsLoadOptions {
   localAddresses?: string[]
   /** Paced: frames/s over all connections. */
   rate?: number
+  /** Processes whose CPU over the measured window goes into the row (Row.cpu_ns_per_line...). */
+  cpuOf?: CpuOf
 }
 
 /** wsLoad against a server without state (ok-ws, the null sink), run again if it was disturbed. */
@@ -167,6 +181,8 @@ export interface HttpLoadOptions {
   gzip?: boolean
   extraTags?: string
   headers?: Record<string, string>
+  /** As WsLoadOptions.cpuOf. */
+  cpuOf?: CpuOf
 }
 
 /** Runs the HTTP load generator as its own process and returns its result. */
@@ -265,6 +281,19 @@ export function row(scenario: string, variant: string, r: LoadResult & { attempt
       notes.push(`the gateway spooled: ${m.mc_spool_replayed_lines_total ?? 0} lines replayed, ${m.mc_spool_lines ?? 0} still in the spool`)
     }
   }
+  const cpu = r.window_cpu
+  if (cpu) {
+    extra.window_cpu_s = cpu
+    // A tick is 10 ms and each edge of the window may miss one: say when that is over 2 %.
+    const ticks = Math.round(100 * Math.min(cpu.gateway?.main_s ?? Infinity, cpu.victoria?.process_s ?? Infinity))
+    if (ticks < 100) notes.push(`CPU per line from ${ticks} clock ticks only (±${Math.ceil(200 / Math.max(ticks, 1))} %)`)
+  }
+  const ns = (s: number | undefined) => (s === undefined || !(r.lines > 0) ? undefined : Math.round((s * 1e9) / r.lines))
+  const perLine = {
+    cpu_ns_per_line: ns(cpu?.gateway?.main_s),
+    process_cpu_ns_per_line: ns(cpu?.gateway?.process_s),
+    vm_cpu_ns_per_line: ns(cpu?.victoria?.process_s),
+  }
   return {
     scenario,
     variant,
@@ -276,6 +305,7 @@ export function row(scenario: string, variant: string, r: LoadResult & { attempt
     gateway_peak_rss_mb: gateway ? Math.round(gateway.after.peakRssMb) : null,
     errors: r.errors,
     other_cpu_pct: other,
+    ...Object.fromEntries(Object.entries(perLine).filter(([, v]) => v !== undefined)),
     ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
     ...(Object.keys(extra).length > 0 ? { extra } : {}),
   }
@@ -358,13 +388,20 @@ export async function retrying<T>(
   return { ...(await measure()), attempts: 2 }
 }
 
-/** Sets `variant`'s ratio of lines/s to `baseline`'s (rows of one scenario). */
-export function compare(rows: Row[], variant: string, baseline: string): void {
+/**
+ * Sets `variant`'s ratio of lines/s to `baseline`'s (rows of one scenario); with `further`,
+ * as one more ratio (Row.ratio_to), beside the row's main baseline.
+ */
+export function compare(rows: Row[], variant: string, baseline: string, o: { further?: boolean } = {}): void {
   const base = rows.find((r) => r.variant === baseline)
   const r = rows.find((x) => x.variant === variant)
   if (!base || !r || !base.lines_per_s || r.lines_per_s === null) return
-  r.baseline = baseline
-  r.ratio = Number((r.lines_per_s / base.lines_per_s).toFixed(3))
+  const ratio = Number((r.lines_per_s / base.lines_per_s).toFixed(3))
+  if (o.further) r.ratio_to = { ...r.ratio_to, [baseline]: ratio }
+  else {
+    r.baseline = baseline
+    r.ratio = ratio
+  }
 }
 
 /** `part` as a percentage of `whole`, one decimal. */

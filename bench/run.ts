@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: every scenario against its baselines in one run, the gateway and the
- * load generators as separate processes on loopback. Prints a table and the DESIGN.md
- * targets, and writes bench/results/<timestamp>.json and (unless --only) bench/results/latest.json.
+ * load generators as separate processes on loopback. Prints a table (with the CPU per line
+ * of the gateway and of victoria-metrics over each measured window) and the targets of
+ * DESIGN.md and the issues, and writes bench/results/<timestamp>.json and (unless --only) bench/results/latest.json.
  *   --quick           a smoke run (about a second per measurement, 500 idle connections)
  *   --only=a,b        only these scenarios (ts-1line, ts-1000lines, http-write, spooling, idle, mqtt, ws-fanout, collectors)
  *   --duration=ms     measured time per run (default 10000)
@@ -147,7 +148,23 @@ async function main(): Promise<void> {
 }
 
 function table(rows: Row[]): string {
-  const head = ['scenario', 'variant', 'lines/s', 'frames/s', 'p50 ms', 'p99 ms', 'gw cpu s', 'gw peak MB', 'errors', 'other cpu %', 'vs baseline', 'note']
+  const head = [
+    'scenario',
+    'variant',
+    'lines/s',
+    'frames/s',
+    'p50 ms',
+    'p99 ms',
+    'gw cpu s',
+    'gw main ns/line',
+    'gw ns/line',
+    'vm ns/line',
+    'gw peak MB',
+    'errors',
+    'other cpu %',
+    'vs baseline',
+    'note',
+  ]
   const num = (n: number | null) => (n === null ? '' : n.toLocaleString('en-US'))
   const body = rows.map((r) => [
     r.scenario,
@@ -157,10 +174,13 @@ function table(rows: Row[]): string {
     r.p50_ms ?? '',
     r.p99_ms ?? '',
     r.gateway_cpu_s ?? '',
+    num(r.cpu_ns_per_line ?? null),
+    num(r.process_cpu_ns_per_line ?? null),
+    num(r.vm_cpu_ns_per_line ?? null),
     r.gateway_peak_rss_mb ?? '',
     r.errors,
     r.other_cpu_pct ?? '',
-    r.ratio !== undefined ? `${r.ratio}x ${r.baseline}` : '',
+    [...(r.ratio !== undefined ? [`${r.ratio}x ${r.baseline}`] : []), ...Object.entries(r.ratio_to ?? {}).map(([b, x]) => `${x}x ${b}`)].join('; '),
     r.note ?? '',
   ])
   const all = [head, ...body].map((cols) => cols.map(String))

@@ -1,7 +1,8 @@
 /**
  * The performance targets of DESIGN.md ("Performance targets") and of the issues that add
- * a scenario (mqtt: issue 9; ws-fanout and idle /ws: issue 10), each checked against the rows of one run: the measured
- * figure, and met / not met / not measured.
+ * a scenario (mqtt: issue 9; ws-fanout and idle /ws: issue 10) or raise a bar (the ingest
+ * path: issue 12), each checked against the rows of one run: the measured figure, and
+ * met / not met / not measured. A miss is reported, never a failure of the run.
  */
 import { OTHER_CPU_WARN_PERCENT, type Row } from './lib.js'
 import { VARIANTS as COLLECTORS } from './scenarios/collectors.js'
@@ -15,6 +16,9 @@ export interface TargetResult {
   met: boolean | null
 }
 
+/** Issue 12: main-thread CPU of the gateway per line at 1,000-line frames. */
+const MAIN_NS_PER_LINE_MAX = 400
+
 /** 1.5 GB, in the MB (MiB) every RSS figure of the bench is given in. */
 const IDLE_RSS_LIMIT_MB = 1.5 * 1024
 
@@ -26,35 +30,58 @@ export function evaluateTargets(rows: Row[]): TargetResult[] {
       : ''
   const out: TargetResult[] = []
 
-  const ofCeiling = (scenario: string, label: string) => {
+  const ofCeiling = (scenario: string, label: string, minPct: number) => {
     const gw = find(scenario, 'gateway')
     const ceiling = find(scenario, 'ceiling')
-    const target = `${label}: ≥ 60 % of the ceiling`
+    const target = `${label}: ≥ ${minPct} % of the ceiling`
     if (!gw?.lines_per_s || !ceiling?.lines_per_s) return out.push({ target, measured: 'not measured', met: null })
     const pct = (100 * gw.lines_per_s) / ceiling.lines_per_s
     out.push({
       target,
       measured: `${pct.toFixed(1)} % (${fmt(gw.lines_per_s)} of ${fmt(ceiling.lines_per_s)} lines/s)${noisy(gw, ceiling)}`,
-      met: pct >= 60,
+      met: pct >= minPct,
     })
   }
-  const ratio = (scenario: string, variant: string, label: string, min: number, unit: string, per = 'lines/s') => {
+  /** `further`: against that variant (Row.ratio_to) rather than the row's main baseline. */
+  const ratio = (scenario: string, variant: string, label: string, min: number, unit: string, per = 'lines/s', further?: string) => {
     const r = find(scenario, variant)
     const target = `${label}: ≥ ${min}${unit}`
-    if (r?.ratio === undefined) return out.push({ target, measured: 'not measured', met: null })
-    const base = find(scenario, r.baseline ?? '')
+    const x = further === undefined ? r?.ratio : r?.ratio_to?.[further]
+    if (r === undefined || x === undefined) return out.push({ target, measured: 'not measured', met: null })
+    const base = find(scenario, further ?? r.baseline ?? '')
     out.push({
       target,
-      measured: `${r.ratio}${unit} (${fmt(r.lines_per_s)} vs ${fmt(base?.lines_per_s ?? null)} ${per})${noisy(r, base)}`,
-      met: r.ratio >= min,
+      measured: `${x}${unit} (${fmt(r.lines_per_s)} vs ${fmt(base?.lines_per_s ?? null)} ${per})${noisy(r, base)}`,
+      met: x >= min,
     })
   }
 
-  ofCeiling('ts-1line', '/time-series 1 line/frame')
+  // Issue 12 raised the 1-line share of the ceiling from DESIGN's 60 % to 70 %, and 1,000-line frames from 2.5x naive to 3x.
+  ofCeiling('ts-1line', '/time-series 1 line/frame', 70)
   ratio('ts-1line', 'gateway', '/time-series 1 line/frame vs naive', 15, '×')
-  ofCeiling('ts-1000lines', '/time-series 1,000 lines/frame')
-  ratio('ts-1000lines', 'gateway', '/time-series 1,000 lines/frame vs naive', 2.5, '×')
+  ofCeiling('ts-1000lines', '/time-series 1,000 lines/frame', 60)
+  ratio('ts-1000lines', 'gateway', '/time-series 1,000 lines/frame vs naive', 3, '×')
+  ratio(
+    'ts-1000lines',
+    'gateway',
+    '/time-series 1,000 lines/frame into the sink that answers at once vs the same lines posted straight to victoria-metrics',
+    1,
+    '×',
+    'lines/s',
+    'direct→victoria',
+  )
   ratio('ts-1000lines', 'gateway→victoria', '/time-series 1,000 lines/frame into victoria-metrics vs direct (overhead ratio)', 0.8, '')
+  ratio('http-write', 'gateway→victoria', 'POST /api/v2/write 5,000-line bodies into victoria-metrics vs direct (overhead ratio)', 0.8, '')
+  const cpuRow = find('ts-1000lines', 'gateway')
+  const cpuTarget = `/time-series 1,000 lines/frame: gateway main-thread CPU ≤ ${MAIN_NS_PER_LINE_MAX} ns per line`
+  if (cpuRow?.cpu_ns_per_line === undefined) out.push({ target: cpuTarget, measured: 'not measured', met: null })
+  else {
+    out.push({
+      target: cpuTarget,
+      measured: `${fmt(cpuRow.cpu_ns_per_line)} ns (whole process ${fmt(cpuRow.process_cpu_ns_per_line ?? null)} ns)${noisy(cpuRow)}`,
+      met: cpuRow.cpu_ns_per_line <= MAIN_NS_PER_LINE_MAX,
+    })
+  }
   ratio('mqtt', MQTT.broker, 'MQTT QoS 1, the embedded broker alone (no forwarding) vs Mosquitto', 0.6, '×', 'msg/s')
   ratio('mqtt', MQTT.forward, 'MQTT QoS 1 → JetStream ack → PUBACK vs nats.js publishing straight to JetStream', 0.8, '×', 'msg/s')
   // Issue 11: the same points, the same connections, the same gateway build and sink.
@@ -201,7 +228,7 @@ function fmt(n: number | null): string {
 export function formatTargets(results: TargetResult[]): string {
   const mark = (m: boolean | null) => (m === null ? 'not measured' : m ? 'met' : 'NOT MET')
   return [
-    'targets (DESIGN.md "Performance targets"):',
+    'targets (DESIGN.md "Performance targets" and the issues):',
     ...results.map((t) => `  [${mark(t.met)}] ${t.target}${t.measured === 'not measured' ? '' : `: ${t.measured}`}`),
   ].join('\n')
 }

@@ -36,7 +36,7 @@ const envSchema = z
     INFLUXDB_URL: optionalString.pipe(z.url().optional()),
     INFLUXDB_TOKEN: optionalString,
     INFLUXDB_DATABASE: optionalString,
-    INFLUXDB_GZIP: bool.default(true),
+    INFLUXDB_GZIP: bool.default(false),
     INFLUXDB_GZIP_LEVEL: z.coerce.number().int().min(0).max(9).default(1),
     NATS_URL: optionalString,
     MQTT_PORT: port.default(1883),

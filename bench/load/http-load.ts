@@ -12,7 +12,7 @@
 import { connect as netConnect, type Socket } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import { body } from './lines.js'
-import { Tally } from './tally.js'
+import { Tally, type CpuOf } from './tally.js'
 
 interface Options {
   /** http://host:port/path?query */
@@ -28,6 +28,8 @@ interface Options {
   /** Extra request headers, e.g. {"Authorization": "Token ..."}. */
   headers?: Record<string, string>
   localAddress?: string
+  /** Processes whose CPU over the measured window the result reports (see Tally.window). */
+  cpuOf?: CpuOf
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options
@@ -176,7 +178,7 @@ async function main(): Promise<void> {
   const hardStop = setTimeout(() => process.exit(2), opts.warmupMs + opts.durationMs + 60_000)
   hardStop.unref()
   await Promise.all(Array.from({ length: opts.connections }, (_, i) => open(i)))
-  const seconds = await tally.window(opts.warmupMs, opts.durationMs)
+  const seconds = await tally.window(opts.warmupMs, opts.durationMs, opts.cpuOf)
   stopped = true
   process.stdout.write(
     JSON.stringify({ ...tally.result(opts.linesPerBody, seconds), statuses, body_bytes: payload.length }) + '\n',

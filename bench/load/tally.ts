@@ -1,8 +1,23 @@
 /**
  * What a load generator counts: every acknowledgement (warm-up included: what the sink
- * must hold afterwards), those of the measured window with their latency, and errors;
- * and the JSON result line it prints.
+ * must hold afterwards), those of the measured window with their latency, errors, and the
+ * CPU the processes under load (the gateway, victoria-metrics) spent in that window; and
+ * the JSON result line it prints.
  */
+import { cpuTimes, type CpuTimes } from '../machine.js'
+
+/** Processes whose CPU over the measured window is reported, by role. */
+export type CpuOf = Partial<Record<'gateway' | 'victoria', number>>
+
+/**
+ * CPU seconds over the measured window, by role (a process that could not be read is left
+ * out). The main thread only of the gateway: victoria-metrics (Go) works on many threads.
+ */
+export interface WindowCpu {
+  gateway?: { main_s: number; process_s: number }
+  victoria?: { process_s: number }
+}
+
 const MAX_SAMPLES = 2_000_000
 
 export class Tally {
@@ -15,6 +30,7 @@ export class Tally {
   // Latencies of the measured window, in microseconds.
   private readonly samples = new Float64Array(MAX_SAMPLES)
   private count = 0
+  private cpu: WindowCpu | undefined
 
   ack(sentAtMs: number): void {
     this.ackedTotal++
@@ -28,14 +44,27 @@ export class Tally {
     this.firstError ??= what
   }
 
-  /** Waits out the warm-up, then measures for durationMs; resolves with the measured seconds. */
-  async window(warmupMs: number, durationMs: number): Promise<number> {
+  /**
+   * Waits out the warm-up, then measures for durationMs; resolves with the measured seconds.
+   * The CPU of `cpuOf` is read here, by the load generator, at the edges of the window:
+   * the bench process would see the warm-up's CPU as well.
+   */
+  async window(warmupMs: number, durationMs: number, cpuOf: CpuOf = {}): Promise<number> {
     await new Promise((r) => setTimeout(r, warmupMs))
     this.measuring = true
+    const cpuBefore = readCpu(cpuOf)
     const started = performance.now()
     await new Promise((r) => setTimeout(r, durationMs))
     this.measuring = false
-    return (performance.now() - started) / 1000
+    const seconds = (performance.now() - started) / 1000
+    const cpuAfter = readCpu(cpuOf)
+    const { gateway: g0, victoria: v0 } = cpuBefore
+    const { gateway: g1, victoria: v1 } = cpuAfter
+    this.cpu = {
+      ...(g0 && g1 ? { gateway: { main_s: round2(g1.mainS - g0.mainS), process_s: round2(g1.processS - g0.processS) } } : {}),
+      ...(v0 && v1 ? { victoria: { process_s: round2(v1.processS - v0.processS) } } : {}),
+    }
+    return seconds
   }
 
   /** The fields every load generator reports; `linesPer` lines in each acknowledged unit. */
@@ -54,6 +83,23 @@ export class Tally {
       errors: this.errors,
       first_error: this.firstError ?? null,
       lines_acked_total: this.ackedTotal * linesPer,
+      ...(this.cpu && Object.keys(this.cpu).length > 0 ? { window_cpu: this.cpu } : {}),
     }
   }
+}
+
+function readCpu(cpuOf: CpuOf): Partial<Record<keyof CpuOf, CpuTimes>> {
+  const out: Partial<Record<keyof CpuOf, CpuTimes>> = {}
+  for (const [role, pid] of Object.entries(cpuOf) as Array<[keyof CpuOf, number]>) {
+    try {
+      out[role] = cpuTimes(pid)
+    } catch {
+      // exited: no figure rather than a wrong one
+    }
+  }
+  return out
+}
+
+function round2(x: number): number {
+  return Number(x.toFixed(2))
 }

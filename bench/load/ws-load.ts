@@ -17,7 +17,7 @@
  */
 import type { Socket } from 'node:net'
 import WebSocket from 'ws'
-import { Tally } from './tally.js'
+import { Tally, type CpuOf } from './tally.js'
 import { body } from './lines.js'
 
 interface Options {
@@ -32,6 +32,8 @@ interface Options {
   localAddresses?: string[]
   /** Paced mode: frames per second over all connections. */
   rate?: number
+  /** Processes whose CPU over the measured window the result reports (see Tally.window). */
+  cpuOf?: CpuOf
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as Options
@@ -132,7 +134,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < opts.connections; i += 64) {
     await Promise.all(Array.from({ length: Math.min(64, opts.connections - i) }, (_, k) => connect(i + k)))
   }
-  const seconds = await tally.window(opts.warmupMs, opts.durationMs)
+  const seconds = await tally.window(opts.warmupMs, opts.durationMs, opts.cpuOf)
   stopped = true
   clearInterval(pacer)
   process.stdout.write(

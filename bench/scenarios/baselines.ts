@@ -1,4 +1,18 @@
-import { addNote, baselineLoad, compare, gatewayRun, percent, row, startProc, wsLoad, type Ctx, type LoadResult, type Row, type WsLoadOptions } from '../lib.js'
+import {
+  addNote,
+  baselineLoad,
+  compare,
+  gatewayRun,
+  percent,
+  row,
+  startProc,
+  wsLoad,
+  type Ctx,
+  type Gateway,
+  type LoadResult,
+  type Row,
+  type WsLoadOptions,
+} from '../lib.js'
 
 export interface BaselineServers {
   /** Port of the do-nothing ws server. */
@@ -7,6 +21,11 @@ export interface BaselineServers {
   influx: Record<string, string>
   /** The `gateway` variant's load result. */
   batched: LoadResult
+}
+
+/** `load` with the gateway's CPU over the measured window reported (Row.cpu_ns_per_line). */
+export function onGateway(load: WsLoadOptions, gw: Gateway): WsLoadOptions {
+  return { ...load, cpuOf: { gateway: gw.pid } }
 }
 
 /**
@@ -31,11 +50,13 @@ export async function ceilingNaiveGateway(
     const influx = { INFLUXDB_URL: `http://127.0.0.1:${sink.hello.port}`, INFLUXDB_DATABASE: 'bench' }
     ctx.log(`${name}: naive (BATCH_MAX_LINES=1)`)
     const naive = await gatewayRun(ctx, `${name}-naive`, { ...influx, BATCH_MAX_LINES: '1', BATCH_MAX_INFLIGHT: '64' }, (gw) =>
-      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load),
+      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, onGateway(load, gw)),
     )
     rows.push(row(name, 'naive', naive.result, naive.stats))
     ctx.log(`${name}: gateway (defaults)`)
-    const batched = await gatewayRun(ctx, `${name}-gateway`, influx, (gw) => wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, load))
+    const batched = await gatewayRun(ctx, `${name}-gateway`, influx, (gw) =>
+      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, onGateway(load, gw)),
+    )
     rows.push(row(name, 'gateway', batched.result, batched.stats))
     await more(rows, { okPort: ok.hello.port as number, influx, batched: batched.result })
   } finally {

@@ -22,8 +22,8 @@ import { victoriaBinary, withVictoria } from '../servers/victoria.js'
  * - the null sink: `gateway→null`, against the same bodies posted straight to the null
  *   sink (`direct→null`, the ceiling of this load generator and machine);
  * - victoria-metrics: `gateway→victoria`, against `direct→victoria` (a fresh
- *   victoria-metrics each; the direct bodies carry the gateway's tags and are gzipped,
- *   as the gateway's influx sink sends them).
+ *   victoria-metrics each; the direct bodies carry the gateway's tags and are not
+ *   compressed, as the gateway's influx sink sends them by default).
  * The client bodies are plain text. When the gateway has no such endpoint (404/405) the
  * gateway rows say so and the scenario measures nothing else.
  */
@@ -43,7 +43,7 @@ export async function run(ctx: Ctx): Promise<Row[]> {
     const gw = await gatewayRun(ctx, `${name}-gateway-null`, influx, async (g) => {
       const missing = await probe(g)
       if (missing) return missing
-      return httpLoad(ctx, `http://127.0.0.1:${g.port}${PATH}`, { ...load, headers: auth })
+      return httpLoad(ctx, `http://127.0.0.1:${g.port}${PATH}`, { ...load, headers: auth, cpuOf: { gateway: g.pid } })
     })
     if (typeof gw.result === 'string') {
       rows.push(emptyRow(name, 'gateway→null', gw.result))
@@ -68,14 +68,14 @@ export async function run(ctx: Ctx): Promise<Row[]> {
   ctx.log(`${name}: direct→victoria (fresh victoria-metrics)`)
   rows.push(
     await withVictoria(ctx, name, 'direct→victoria', async (vm) => ({
-      result: await httpLoad(ctx, `${vm.url}${PATH}`, { ...load, gzip: true, extraTags: GATEWAY_TAGS }),
+      result: await httpLoad(ctx, `${vm.url}${PATH}`, { ...load, extraTags: GATEWAY_TAGS, cpuOf: { victoria: vm.pid } }),
     })),
   )
   ctx.log(`${name}: gateway→victoria (fresh victoria-metrics)`)
   rows.push(
     await withVictoria(ctx, name, 'gateway→victoria', (vm) =>
       gatewayRun(ctx, `${name}-gateway-victoria`, { INFLUXDB_URL: vm.url, INFLUXDB_DATABASE: 'bench' }, (g) =>
-        httpLoad(ctx, `http://127.0.0.1:${g.port}${PATH}`, { ...load, headers: auth }),
+        httpLoad(ctx, `http://127.0.0.1:${g.port}${PATH}`, { ...load, headers: auth, cpuOf: { gateway: g.pid, victoria: vm.pid } }),
         { retry: false },
       ),
     ),

@@ -9,43 +9,55 @@ import { victoriaBinary, withVictoria } from '../servers/victoria.js'
  * - into victoria-metrics (`gateway→victoria`), against the same lines posted straight to
  *   it by http-load (`direct→victoria`, the baseline of the gateway overhead ratio). Each
  *   of the two gets a fresh victoria-metrics. The direct bodies carry the tags the gateway
- *   appends (user, org) and are gzipped as the gateway's influx sink sends them, so
- *   victoria-metrics stores the same samples from the same kind of request either way.
+ *   appends (user, org) and are not compressed, as the gateway's influx sink sends them by
+ *   default, so victoria-metrics stores the same samples from the same kind of request
+ *   either way. `gateway→victoria gzip1` is the gateway with its sink's gzip on at level 1:
+ *   the measurement the default of INFLUXDB_GZIP is chosen by.
+ * The null-sink `gateway` row is also compared with `direct→victoria` (issue 12: the
+ * gateway must take lines at least as fast as victoria-metrics ingests them).
  */
 export const name = 'ts-1000lines'
+
+const DIRECT = 'direct→victoria'
+const GZIP1 = 'gateway→victoria gzip1'
 
 export async function run(ctx: Ctx): Promise<Row[]> {
   const load = { connections: 16, inflight: 4, linesPerFrame: 1000 }
   const rows = await ceilingNaiveGateway(ctx, name, load)
 
   if (victoriaBinary() === null) {
-    rows.push(emptyRow(name, 'direct→victoria', 'victoria-metrics not installed'))
-    rows.push(emptyRow(name, 'gateway→victoria', 'victoria-metrics not installed'))
+    for (const variant of [DIRECT, 'gateway→victoria', GZIP1]) rows.push(emptyRow(name, variant, 'victoria-metrics not installed'))
     return rows
   }
-  ctx.log(`${name}: direct→victoria (http-load, fresh victoria-metrics)`)
+  ctx.log(`${name}: ${DIRECT} (http-load, fresh victoria-metrics)`)
   rows.push(
-    await withVictoria(ctx, name, 'direct→victoria', async (vm) => ({
+    await withVictoria(ctx, name, DIRECT, async (vm) => ({
       result: await httpLoad(ctx, `${vm.url}/api/v2/write?bucket=bench&precision=ns`, {
         connections: 16,
         inflight: 4,
         linesPerBody: load.linesPerFrame,
-        gzip: true,
         extraTags: GATEWAY_TAGS,
+        cpuOf: { victoria: vm.pid },
       }),
     })),
   )
-  ctx.log(`${name}: gateway→victoria (fresh victoria-metrics)`)
-  rows.push(
-    await withVictoria(ctx, name, 'gateway→victoria', (vm) =>
-      gatewayRun(ctx, `${name}-gateway-victoria`, { INFLUXDB_URL: vm.url, INFLUXDB_DATABASE: 'bench' }, (g) =>
-        wsLoad(ctx, `ws://127.0.0.1:${g.port}/time-series`, load),
-        { retry: false },
+  const throughGateway = async (variant: string, label: string, env: Record<string, string>) => {
+    ctx.log(`${name}: ${variant} (fresh victoria-metrics)`)
+    rows.push(
+      await withVictoria(ctx, name, variant, (vm) =>
+        gatewayRun(ctx, `${name}-${label}`, { INFLUXDB_URL: vm.url, INFLUXDB_DATABASE: 'bench', ...env }, (g) =>
+          wsLoad(ctx, `ws://127.0.0.1:${g.port}/time-series`, { ...load, cpuOf: { gateway: g.pid, victoria: vm.pid } }),
+          { retry: false },
+        ),
       ),
-    ),
-  )
-  compare(rows, 'gateway→victoria', 'direct→victoria')
-  const r = rows.find((x) => x.variant === 'gateway→victoria')
-  if (r?.ratio !== undefined) addNote(r, `gateway overhead ratio ${r.ratio}`)
+    )
+    compare(rows, variant, DIRECT)
+    const r = rows.find((x) => x.variant === variant)
+    if (r?.ratio !== undefined) addNote(r, `gateway overhead ratio ${r.ratio}`)
+  }
+  await throughGateway('gateway→victoria', 'gateway-victoria', {})
+  await throughGateway(GZIP1, 'gateway-victoria-gzip1', { INFLUXDB_GZIP: 'true', INFLUXDB_GZIP_LEVEL: '1' })
+
+  compare(rows, 'gateway', DIRECT, { further: true })
   return rows
 }

@@ -1,5 +1,5 @@
 import { addNote, baselineLoad, gatewayRun, percent, row, wsLoad, type Ctx, type Row } from '../lib.js'
-import { ceilingNaiveGateway } from './baselines.js'
+import { ceilingNaiveGateway, onGateway } from './baselines.js'
 
 /**
  * /time-series, 1 line per frame, 64 connections x 64 frames in flight, into a sink that
@@ -19,7 +19,7 @@ export async function run(ctx: Ctx): Promise<Row[]> {
     if (rate <= 0) return
     ctx.log(`${name}: gateway paced at 50 % of its maximum (${rate} frames/s)`)
     const half = await gatewayRun(ctx, `${name}-gateway-half`, influx, (gw) =>
-      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, { ...load, rate }),
+      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, { ...onGateway(load, gw), rate }),
     )
     const r = row(name, 'gateway @ 50 % rate', half.result, half.stats)
     r.extra = { ...r.extra, target_frames_per_s: rate, skipped_frames: half.result.skipped ?? 0 }

@@ -1,7 +1,7 @@
 import { toTimestamp } from '../api-schemas.js'
 import type { ChannelSessionView } from '../channels/types.js'
 import type { Queryable } from '../db/index.js'
-import type { DurableSink } from '../ingest/durable-sink.js'
+import type { DurableSink } from '../ingest/sinks/durable-sink.js'
 import type { AdminRecording } from './recorder-plugin.js'
 import type { ErrorRecorder } from './recorder.js'
 import type { Endpoint } from './schemas.js'

@@ -1,5 +1,5 @@
 import { unauthorized } from '../errors.js'
-import { makeTagging } from '../ingest/line-protocol.js'
+import { makeTagging } from '../ingest/line-protocol/index.js'
 import type { StreamIdentity } from '../ingest/stream-session.js'
 import { isApiToken, type ApiTokenService } from './api-tokens.js'
 import { TokenError, type TokenService, type VerifiedToken } from './tokens.js'

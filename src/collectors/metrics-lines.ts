@@ -1,4 +1,4 @@
-import { escapeMeasurement, escapeStringField, escapeTagKey, escapeTagValue } from '../ingest/line-protocol-escape.js'
+import { escapeMeasurement, escapeStringField, escapeTagKey, escapeTagValue } from '../ingest/line-protocol/index.js'
 import {
   FIELD_VALUE_MESSAGE,
   NO_FIELDS_MESSAGE,

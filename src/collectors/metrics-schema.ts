@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { errorBody } from '../api-schemas.js'
-import { MAX_TOKEN_BYTES, nameProblem, utf8Length } from '../ingest/line-protocol-escape.js'
+import { MAX_TOKEN_BYTES, nameProblem, utf8Length } from '../ingest/line-protocol/index.js'
 
 /**
  * The metrics push body (docs/API.md section 7) and the rules its parts follow. The route

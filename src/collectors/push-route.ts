@@ -5,7 +5,7 @@ import { AppError, badRequest, forbidden } from '../errors.js'
 import type { Batcher } from '../ingest/batcher.js'
 import { decodeBodyText } from '../ingest/body-encoding.js'
 import { receiveTimeNs } from '../ingest/receive-time.js'
-import type { SinkError } from '../ingest/sink.js'
+import type { SinkError } from '../ingest/sinks/sink.js'
 import { metricsToLines } from './metrics-lines.js'
 import { security } from '../observability/openapi.js'
 import { metricsPushBody, metricsPushResponses } from './metrics-schema.js'
@@ -112,7 +112,7 @@ async function metricsPush(app: FastifyInstance, opts: { path: string; config: M
         throw badRequest(built.message, 'invalid_request')
       }
       if (built.lines > 0) {
-        const err = await submit(app.batcher, built.text, built.lines)
+        const err = await submit(app.batcher, Buffer.from(built.text), built.lines)
         if (err !== undefined) {
           app.metrics.frames.inc({ result: 'error' })
           if (err.transient) {
@@ -138,8 +138,8 @@ async function metricsPush(app: FastifyInstance, opts: { path: string; config: M
   })
 }
 
-function submit(batcher: Pick<Batcher, 'submit'>, text: string, lines: number): Promise<SinkError | undefined> {
-  return new Promise((resolve) => batcher.submit(text, lines, resolve))
+function submit(batcher: Pick<Batcher, 'submit'>, body: Buffer, lines: number): Promise<SinkError | undefined> {
+  return new Promise((resolve) => batcher.submit(body, lines, resolve))
 }
 
 

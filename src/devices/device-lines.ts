@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import type { Ack, Batcher } from '../ingest/batcher.js'
-import { makeTagging, scanFrame, type Tagging } from '../ingest/line-protocol.js'
+import { FrameRewriter, makeTagging, type Tagging } from '../ingest/line-protocol/index.js'
 import { receiveTimeNs } from '../ingest/receive-time.js'
 
 export interface DeviceLineCounts {
@@ -44,6 +44,7 @@ export class DeviceLines {
   readonly counts: DeviceLineCounts = { submitted: 0, refused: 0, notLineProtocol: 0 }
   /** Per device id: the tagging for the type it was last seen with (null: the type cannot be a tag value). */
   private readonly taggings = new Map<string, { type: string; tagging: Tagging | null }>()
+  private readonly rewriter = new FrameRewriter()
   // One callback for every submission: no closure per message.
   private readonly onAck: Ack = (err) => {
     if (err !== undefined) this.counts.refused++
@@ -62,13 +63,12 @@ export class DeviceLines {
       this.counts.refused++
       return false
     }
-    const result = scanFrame(payload.toString('utf8'), tagging, receiveTimeNs)
-    if (!result.ok || result.lines === 0) {
+    if (!this.rewriter.rewrite(payload, tagging, receiveTimeNs) || this.rewriter.lines === 0) {
       this.counts.notLineProtocol++
       return false
     }
     this.counts.submitted++
-    this.batcher.submit(result.text, result.lines, this.onAck)
+    this.batcher.submit(this.rewriter.output, this.rewriter.lines, this.onAck)
     return true
   }
 

@@ -1,4 +1,4 @@
-import { SinkError, type Sink } from './sink.js'
+import { SinkError, type Sink } from './sinks/sink.js'
 
 /** Called once per submitted frame: no error when the sink accepted the batch holding it. */
 export type Ack = (err: SinkError | undefined) => void
@@ -26,7 +26,8 @@ export interface FlushReport {
 }
 
 interface Batch {
-  texts: string[]
+  /** The frames' bytes, back to back: the first `bytes` of it are the batch. */
+  buf: Buffer
   acks: Ack[]
   /** Lines of each frame, in order (to map a partial write back to frames). */
   counts: number[]
@@ -36,7 +37,14 @@ interface Batch {
   answered: boolean
 }
 
-const emptyBatch = (): Batch => ({ texts: [], acks: [], counts: [], lines: 0, bytes: 0, answered: false })
+const NO_BYTES = Buffer.alloc(0)
+const emptyBatch = (): Batch => ({ buf: NO_BYTES, acks: [], counts: [], lines: 0, bytes: 0, answered: false })
+
+/**
+ * A batch's buffer starts this large (or the size of its first frame) and doubles as it
+ * fills: a batch of one small frame, what a quiet gateway writes, does not cost maxBytes.
+ */
+const FIRST_CAPACITY_BYTES = 64 * 1024
 
 // Shared: refusing a frame must not allocate (it happens exactly when memory is short).
 const QUEUE_FULL = new SinkError('batch queue full', true)
@@ -48,7 +56,7 @@ const NOT_DURABLE_IN_TIME = new SinkError('not made durable before the shutdown 
  * the sink in one call when the batch reaches maxLines or maxBytes, or lingerMs after
  * its first frame; then every frame of the batch is acknowledged. A frame is never split
  * across batches, so a frame's lines are written together or not at all. `bytes` count
- * UTF-16 code units of the text, a close enough measure for a flush threshold.
+ * bytes of the UTF-8 line protocol; the sink gets each batch as one buffer.
  */
 export class Batcher {
   private current = emptyBatch()
@@ -61,6 +69,10 @@ export class Batcher {
   private closing = false
   private timer: NodeJS.Timeout | undefined
   private idleWaiters: Array<() => void> = []
+  /** Buffers of written batches, reused: a steady stream of batches allocates none. */
+  private readonly spare: Buffer[] = []
+  /** Bytes of the last batch sealed: a new batch's buffer starts that large. */
+  private lastBatchBytes = 0
 
   constructor(
     private readonly sink: Pick<Sink, 'write'>,
@@ -80,8 +92,12 @@ export class Batcher {
     return this.queuedBytes
   }
 
-  submit(text: string, lines: number, ack: Ack): void {
-    const bytes = text.length
+  /**
+   * Copies the frame's bytes into the current batch before returning, so the caller may
+   * reuse or overwrite `frame` as soon as this returns. `ack` is called exactly once.
+   */
+  submit(frame: Uint8Array, lines: number, ack: Ack): void {
+    const bytes = frame.length
     if (this.closing) return ack(SHUTTING_DOWN)
     // An empty queue takes any frame: one larger than the bound could never be written otherwise.
     if (this.queuedBytes > 0 && this.queuedBytes + bytes > this.opts.maxQueuedBytes) return ack(QUEUE_FULL)
@@ -91,7 +107,8 @@ export class Batcher {
       this.seal()
       batch = this.current
     }
-    batch.texts.push(text)
+    if (batch.buf.length - batch.bytes < bytes) this.grow(batch, bytes)
+    batch.buf.set(frame, batch.bytes)
     batch.acks.push(ack)
     batch.counts.push(lines)
     batch.lines += lines
@@ -157,6 +174,7 @@ export class Batcher {
       this.timer = undefined
     }
     if (this.current.acks.length === 0) return
+    this.lastBatchBytes = this.current.bytes
     this.full.push(this.current)
     this.current = emptyBatch()
   }
@@ -179,8 +197,7 @@ export class Batcher {
     this.owing++
     this.queuedBytes -= batch.bytes
     const started = performance.now()
-    const text = batch.texts.length === 1 ? (batch.texts[0] as string) : batch.texts.join('')
-    this.sink.write(text, batch.lines).then(
+    this.sink.write(batch.buf.subarray(0, batch.bytes), batch.lines).then(
       () => this.finish(batch, started, undefined),
       (err: unknown) =>
         this.finish(
@@ -193,6 +210,9 @@ export class Batcher {
 
   private finish(batch: Batch, started: number, error: SinkError | undefined): void {
     this.writing.delete(batch)
+    // The sink is done with the bytes: the buffer serves a later batch.
+    if (this.spare.length < this.opts.maxInflight && batch.buf.length <= 2 * this.opts.maxBytes) this.spare.push(batch.buf)
+    batch.buf = NO_BYTES
     this.onFlush({
       lines: batch.lines,
       frames: batch.acks.length,
@@ -211,6 +231,26 @@ export class Batcher {
     }
     this.pump()
     this.wakeIdleWaiters()
+  }
+
+  /**
+   * Room for `bytes` more in the batch's buffer: a spare one if it is large enough, else a
+   * new one of the last batch's size or twice the current one (at least the frame's
+   * need), with what the batch holds copied over.
+   */
+  private grow(batch: Batch, bytes: number): void {
+    const need = batch.bytes + bytes
+    let next: Buffer | undefined
+    if (batch.bytes === 0) {
+      const spare = this.spare.pop()
+      if (spare !== undefined && spare.length >= need) next = spare
+    }
+    if (next === undefined) {
+      const size = Math.max(need, FIRST_CAPACITY_BYTES, 2 * batch.buf.length, batch.bytes === 0 ? this.lastBatchBytes : 0)
+      next = Buffer.allocUnsafe(Math.min(size, Math.max(need, this.opts.maxBytes)))
+      if (batch.bytes > 0) next.set(batch.buf.subarray(0, batch.bytes))
+    }
+    batch.buf = next
   }
 
   private answeredAll(): boolean {

@@ -5,10 +5,10 @@ import { bearerToken } from '../auth/plugin.js'
 import { AppError, badRequest, unauthorized } from '../errors.js'
 import { security, type RawBodyDoc } from '../observability/openapi.js'
 import type { Batcher } from './batcher.js'
-import { decodeBodyText } from './body-encoding.js'
-import { scanFrame, type Precision } from './line-protocol.js'
+import { decodeBody } from './body-encoding.js'
+import { FrameRewriter, type Precision } from './line-protocol/index.js'
 import { receiveTimeNs } from './receive-time.js'
-import type { SinkError } from './sink.js'
+import type { SinkError } from './sinks/sink.js'
 import type { StreamIdentity } from './stream-session.js'
 
 export interface HttpWriteOptions {
@@ -23,6 +23,7 @@ export interface HttpWriteOptions {
 }
 
 
+const EMPTY = Buffer.alloc(0)
 const V2_PRECISION = { ns: 'ns', us: 'us', ms: 'ms', s: 's' } as const
 const V3_PRECISION = {
   auto: 'auto',
@@ -97,6 +98,7 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
   }
 
   const authenticate = app.ingestAuthenticator
+  const rewriter = new FrameRewriter()
   const onRequest = async (request: FastifyRequest, reply: FastifyReply) => {
     const token = bearerToken(request)
     try {
@@ -120,21 +122,22 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
     const identity = request.ingestIdentity as StreamIdentity
     const raw = Buffer.isBuffer(request.body) ? request.body.length : 0
     take(request, raw - (request.ingestBytes ?? 0))
-    const body = await decodeBody(request, opts.maxBodyBytes)
+    const body = Buffer.isBuffer(request.body) ? await decodeBody(request.body, request.headers['content-encoding'], opts.maxBodyBytes) : EMPTY
     // A decompressed body is held beside the raw one.
     if (request.headers['content-encoding']?.trim().toLowerCase() === 'gzip') take(request, body.length)
-    const scanned = scanFrame(body, identity.tagging, receiveTimeNs, precision)
-    if (!scanned.ok) {
+    if (!rewriter.rewrite(body, identity.tagging, receiveTimeNs, precision)) {
       app.metrics.frames.inc({ result: 'error' })
-      const reason = `line ${scanned.line}: ${scanned.reason}`
+      const reason = `line ${rewriter.errorLine}: ${rewriter.reason}`
       app.adminErrors.record({ kind: 'bad_line', endpoint: 'http-write', reason, user: identity.user, org: identity.org, remote: request.ip })
       throw badRequest(reason, 'invalid_line')
     }
-    if (scanned.lines === 0) return
-    const err = await submit(app.batcher, scanned.text, scanned.lines)
+    const lines = rewriter.lines
+    if (lines === 0) return
+    // Submitted at once: the batcher copies the lines before the rewriter is used again.
+    const err = await submit(app.batcher, rewriter.output, lines)
     if (err === undefined) {
       app.metrics.frames.inc({ result: 'ok' })
-      app.metrics.linesAccepted.inc(scanned.lines)
+      app.metrics.linesAccepted.inc(lines)
       return
     }
     app.metrics.frames.inc({ result: 'error' })
@@ -169,12 +172,6 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
   })
 }
 
-function submit(batcher: Pick<Batcher, 'submit'>, text: string, lines: number): Promise<SinkError | undefined> {
-  return new Promise((resolve) => batcher.submit(text, lines, resolve))
-}
-
-async function decodeBody(request: FastifyRequest, maxBytes: number): Promise<string> {
-  const raw = request.body
-  if (!Buffer.isBuffer(raw)) return ''
-  return decodeBodyText(raw, request.headers['content-encoding'], maxBytes)
+function submit(batcher: Pick<Batcher, 'submit'>, body: Buffer, lines: number): Promise<SinkError | undefined> {
+  return new Promise((resolve) => batcher.submit(body, lines, resolve))
 }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Batcher } from './batcher.js'
-import { scanFrame, type Tagging } from './line-protocol.js'
+import type { FrameRewriter, Tagging } from './line-protocol/index.js'
 import { receiveTimeNs } from './receive-time.js'
-import type { SinkError } from './sink.js'
+import type { SinkError } from './sinks/sink.js'
 
 /** Who a stream belongs to, from a verified token. */
 export interface StreamIdentity {
@@ -33,6 +33,8 @@ export interface StreamSessionDeps {
   /** Throws (with a message fit for `AUTH_FAILED: <message>`) or returns the identity. */
   authenticate(token: string): StreamIdentity | Promise<StreamIdentity>
   batcher: Pick<Batcher, 'submit'>
+  /** Shared by the sessions of a process: every frame is rewritten synchronously. */
+  rewriter: FrameRewriter
   /** ms from now until the identity's token lapses (skew included). */
   msUntilExpiry(exp: number): number
   authTimeoutMs: number
@@ -67,6 +69,7 @@ export const CLOSE_GOING_AWAY = 1001
 export const CLOSE_DISCONNECTED = 1008
 
 const AUTH_PREFIX = '$AUTH '
+const AUTH_BYTES = Buffer.from(AUTH_PREFIX)
 // Sent replies are dropped from the front of the queue once this many have piled up.
 const COMPACT_AT = 1024
 // setTimeout's longest delay; a longer wait is re-armed when it fires.
@@ -89,7 +92,7 @@ export class StreamSession {
   private authTimer: NodeJS.Timeout | undefined
   private expiryTimer: NodeJS.Timeout | undefined
   /** Frames that arrived while an asynchronous authentication was under way. */
-  private heldFrames: string[] | undefined
+  private heldFrames: Buffer[] | undefined
   private heldBytes = 0
   /** Frames received that have no reply slot yet (held ones): they are owed a reply too. */
   private unslotted = 0
@@ -149,12 +152,13 @@ export class StreamSession {
     this.closeWhenAnswered(code, reason)
   }
 
-  onFrame(frame: string): void {
+  /** A frame as received (UTF-8 is checked by the scanner, not before). */
+  onFrame(frame: Buffer): void {
     this.framesReceived++
     this.dispatch(frame)
   }
 
-  private dispatch(frame: string): void {
+  private dispatch(frame: Buffer): void {
     if (this.heldFrames !== undefined) {
       if (this.state === 'closed') return
       this.heldFrames.push(frame)
@@ -171,7 +175,7 @@ export class StreamSession {
       case 'auth':
         return this.onFirstFrame(frame)
       case 'open':
-        return frame.startsWith(AUTH_PREFIX) ? this.onRenewal(frame) : this.onData(frame)
+        return isAuth(frame) ? this.onRenewal(frame) : this.onData(frame)
       case 'closing':
         // Shutdown or expiry under way: this frame is not taken, and the client is told so.
         return this.answer(this.reserve(), 'ERR busy: retry')
@@ -200,14 +204,14 @@ export class StreamSession {
     })
   }
 
-  private onFirstFrame(frame: string): void {
-    if (!frame.startsWith(AUTH_PREFIX)) {
+  private onFirstFrame(frame: Buffer): void {
+    if (!isAuth(frame)) {
       this.socket.send(this.refused('auth_failure', 'AUTH_FAILED: first frame must be $AUTH <token>'))
       this.close(CLOSE_AUTH, 'authentication required')
       return
     }
     this.withIdentity(
-      frame.slice(AUTH_PREFIX.length).trim(),
+      tokenOf(frame),
       (identity) => {
         // The check may have been asynchronous: the 4408 timeout or the client may have
         // ended the session meanwhile, and a closed session must stay closed.
@@ -226,10 +230,10 @@ export class StreamSession {
     )
   }
 
-  private onRenewal(frame: string): void {
+  private onRenewal(frame: Buffer): void {
     const slot = this.reserve()
     this.withIdentity(
-      frame.slice(AUTH_PREFIX.length).trim(),
+      tokenOf(frame),
       (identity) => {
         // Closed meanwhile: nothing to adopt. Closing (shutdown, expiry): the reply is still
         // owed, but no new expiry timer for a session about to go.
@@ -241,22 +245,22 @@ export class StreamSession {
     )
   }
 
-  private onData(frame: string): void {
+  private onData(frame: Buffer): void {
     const identity = this.identity as StreamIdentity
-    const result = scanFrame(frame, identity.tagging, receiveTimeNs)
-    if (!result.ok) {
+    const rw = this.deps.rewriter
+    if (!rw.rewrite(frame, identity.tagging, receiveTimeNs)) {
       this.deps.stats?.frameRejected(countLines(frame))
-      this.answer(this.reserve(), this.refused('bad_line', `ERR line ${result.line}: ${result.reason}`))
+      this.answer(this.reserve(), this.refused('bad_line', `ERR line ${rw.errorLine}: ${rw.reason}`))
       return
     }
-    if (result.lines === 0) {
+    if (rw.lines === 0) {
       // Only blank lines and comments: nothing to write, so nothing to wait for.
       this.answer(this.reserve(), 'OK')
       return
     }
     const slot = this.reserve()
-    const lines = result.lines
-    this.deps.batcher.submit(result.text, lines, (err: SinkError | undefined) => {
+    const lines = rw.lines
+    this.deps.batcher.submit(rw.output, lines, (err: SinkError | undefined) => {
       if (err === undefined) {
         this.linesAccepted += lines
         this.deps.stats?.frameAccepted(lines)
@@ -301,7 +305,7 @@ export class StreamSession {
     for (let i = 0; i < held.length && this.state !== 'closed'; i++) {
       // Counted as owed until it has its slot, so a close waiting for owed replies waits for it.
       this.unslotted--
-      this.dispatch(held[i] as string)
+      this.dispatch(held[i] as Buffer)
     }
     this.maybeResume()
     if (this.closeAfterReplies !== undefined && this.owed() === 0) {
@@ -436,8 +440,18 @@ function reasonOf(err: unknown): string {
 }
 
 /** Lines of a refused frame (blank ones included: the scan stopped before it knew which are). */
-function countLines(frame: string): number {
+function countLines(frame: Buffer): number {
   let n = 1
-  for (let i = frame.indexOf('\n'); i !== -1 && i < frame.length - 1; i = frame.indexOf('\n', i + 1)) n++
+  for (let i = frame.indexOf(0x0a); i !== -1 && i < frame.length - 1; i = frame.indexOf(0x0a, i + 1)) n++
   return n
+}
+
+function isAuth(frame: Buffer): boolean {
+  if (frame.length < AUTH_BYTES.length) return false
+  for (let i = 0; i < AUTH_BYTES.length; i++) if (frame[i] !== AUTH_BYTES[i]) return false
+  return true
+}
+
+function tokenOf(frame: Buffer): string {
+  return frame.toString('utf8', AUTH_BYTES.length).trim()
 }

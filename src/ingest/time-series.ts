@@ -3,6 +3,7 @@ import type { WebSocket } from 'ws'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { security, upgradeResponses } from '../observability/openapi.js'
+import { FrameRewriter } from './line-protocol/index.js'
 import { StreamSession, type FrameSocket } from './stream-session.js'
 
 declare module 'fastify' {
@@ -27,6 +28,7 @@ export default fp(
     app.decorate('streamSessions', sessions as ReadonlySet<StreamSession>)
     // Stream tokens, user access tokens and ingest:write API tokens (docs/API.md section 5).
     const authenticate = app.ingestAuthenticator
+    const rewriter = new FrameRewriter()
     const gauge = app.metrics.wsConnections.labels('time-series')
     // Counted in plain numbers per frame; the counters get them when /metrics is read.
     const counts = { ok: 0, lines: 0, error: 0, rejectedLines: 0 }
@@ -71,6 +73,7 @@ export default fp(
       const session = new StreamSession(frameSocket(socket), {
         authenticate,
         batcher: app.batcher,
+        rewriter,
         msUntilExpiry: (exp) => app.tokens.msUntilExpiry(exp),
         authTimeoutMs: opts.authTimeoutMs,
         maxPendingFrames: opts.maxPendingFrames,
@@ -83,7 +86,7 @@ export default fp(
       gauge.inc()
       // Attached before any await: frames that arrive early must not be lost.
       socket.on('message', (data) => {
-        session.onFrame((data as Buffer).toString('utf8'))
+        session.onFrame(asBuffer(data))
       })
       socket.on('close', () => {
         sessions.delete(session)
@@ -94,6 +97,12 @@ export default fp(
   },
   { name: 'time-series', dependencies: ['ws', 'sink', 'auth', 'access', 'metrics'] },
 )
+
+/** A message as one Buffer (ws gives one unless binaryType was changed, which it is not here). */
+function asBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  if (Buffer.isBuffer(data)) return data
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
+}
 
 // The reply almost every frame gets, encoded once.
 const OK = Buffer.from('OK')

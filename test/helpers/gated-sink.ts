@@ -1,4 +1,4 @@
-import type { Sink } from '../../src/ingest/sink.js'
+import type { Sink } from '../../src/ingest/sinks/sink.js'
 
 /**
  * A sink whose writes hang until the test releases them: a sink that is slow or stuck,
@@ -14,7 +14,8 @@ export class GatedSink implements Sink {
     return this.waiting.length
   }
 
-  write(text: string): Promise<void> {
+  write(body: Buffer): Promise<void> {
+    const text = body.toString('utf8')
     return new Promise((resolve) =>
       this.waiting.push(() => {
         this.lines.push(...text.split('\n').filter((l) => l !== ''))

@@ -1,4 +1,4 @@
-import { SinkError, type Sink } from '../../src/ingest/sink.js'
+import { SinkError, type Sink } from '../../src/ingest/sinks/sink.js'
 
 /**
  * An in-process sink for protocol tests: records each write, and fails on demand with a
@@ -14,10 +14,11 @@ export class RecordingSink implements Sink {
     return this.writes.flatMap((w) => w.split('\n').filter((l) => l !== ''))
   }
 
-  async write(text: string): Promise<void> {
+  /** Each write is kept as its text, decoded from the body's bytes. */
+  async write(body: Buffer): Promise<void> {
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs))
     if (this.failWith) throw this.failWith
-    this.writes.push(text)
+    this.writes.push(body.toString('utf8'))
   }
 
   async ping(): Promise<void> {

@@ -4,7 +4,7 @@
  * is killed. Usage: node --import tsx test/helpers/spool-writer.ts <dir> <segmentBytes>
  */
 import { pathToFileURL } from 'node:url'
-import { Spool } from '../../src/ingest/spool.js'
+import { Spool } from '../../src/ingest/spool/spool.js'
 
 const IN_FLIGHT = 8
 
@@ -21,7 +21,7 @@ async function main(dir: string, segmentBytes: number): Promise<void> {
   const appender = async (): Promise<never> => {
     for (;;) {
       const n = next++
-      const id = await spool.append(spoolWriterText(n), spoolWriterLines(n))
+      const id = await spool.append(Buffer.from(spoolWriterText(n)), spoolWriterLines(n))
       process.stdout.write(`${id} ${n}\n`)
     }
   }

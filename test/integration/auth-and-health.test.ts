@@ -116,7 +116,7 @@ describe('health endpoints', () => {
       expect(json.components.bus).toMatchObject({ status: 'up', mode: 'in-process' })
       expect(json.components.broker).toMatchObject({ status: 'up' })
 
-      sink.failWith = new (await import('../../src/ingest/sink.js')).SinkError('down', true, 503)
+      sink.failWith = new (await import('../../src/ingest/sinks/sink.js')).SinkError('down', true, 503)
       const degraded = await fetch(`${t.url}/readyz`)
       expect(degraded.status).toBe(503)
       const dj = (await degraded.json()) as { status: string; components: Record<string, { status: string; error?: string }> }

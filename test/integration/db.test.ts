@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { migrate } from '../../src/db/index.js'
-import { createSqlSink } from '../../src/ingest/sql-sink.js'
+import { createSqlSink } from '../../src/ingest/sinks/sql-sink.js'
 import { engines, type TestDb } from '../helpers/db.js'
 
 // The same tests on the embedded engine and on real Postgres (when reachable; always in CI).
@@ -33,8 +33,10 @@ describe.each(await engines())('metadata database on $name', (engine) => {
   it('stores points in the metrics table with exact int64 times and values', async () => {
     const sink = createSqlSink(t.db)
     await sink.write(
-      'cpu,host=a,user=u,org=o usage=0.5,count=9223372036854775807i,big=18446744073709551615u,ok=true,msg="hi \\"x\\"" -9223372036854775808\n' +
-        'cpu,host=b,user=u,org=o usage=1 1700000000000000001\n',
+      Buffer.from(
+        'cpu,host=a,user=u,org=o usage=0.5,count=9223372036854775807i,big=18446744073709551615u,ok=true,msg="hi \\"x\\"" -9223372036854775808\n' +
+          'cpu,host=b,user=u,org=o usage=1 1700000000000000001\n',
+      ),
       2,
     )
     const rows = await t.db.query<{ measurement: string; tags: unknown; fields: Record<string, unknown>; time: string }>(
@@ -55,7 +57,7 @@ describe.each(await engines())('metadata database on $name', (engine) => {
 
   it('stores a replayed batch once, merging fields of the same point as InfluxDB does', async () => {
     const sink = createSqlSink(t.db)
-    const batch = 'replay,host=a v=1 5\nreplay,host=a w=2 5\nreplay,host=b v=3 5\n'
+    const batch = Buffer.from('replay,host=a v=1 5\nreplay,host=a w=2 5\nreplay,host=b v=3 5\n')
     await sink.write(batch, 3)
     await sink.write(batch, 3)
     const rows = await t.db.query<{ tags: { host: string }; fields: Record<string, number> }>(

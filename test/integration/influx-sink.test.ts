@@ -23,6 +23,7 @@ describe('/time-series into an InfluxDB 3 write API (a server answering as Core 
       INFLUXDB_URL: influx.url,
       INFLUXDB_DATABASE: 'telemetry',
       INFLUXDB_TOKEN: 'influx-token',
+      INFLUXDB_GZIP: 'true',
       SINK_TIMEOUT_MS: '500',
       SINK_RETRY_MIN_MS: '20',
       SINK_RETRY_MAX_MS: '100',
@@ -80,8 +81,8 @@ describe('/time-series into an InfluxDB 3 write API (a server answering as Core 
     c.close()
   })
 
-  it('sends plain bodies with INFLUXDB_GZIP=false', async () => {
-    const plain = await startTestApp({ INFLUXDB_URL: influx.url, INFLUXDB_DATABASE: 'telemetry', INFLUXDB_TOKEN: 'influx-token', INFLUXDB_GZIP: 'false' })
+  it('sends plain bodies by default (INFLUXDB_GZIP=false)', async () => {
+    const plain = await startTestApp({ INFLUXDB_URL: influx.url, INFLUXDB_DATABASE: 'telemetry', INFLUXDB_TOKEN: 'influx-token' })
     try {
       influx.reset()
       const c = await authed(plain)

@@ -3,9 +3,9 @@ import type { AddressInfo, Socket } from 'node:net'
 import { gunzipSync } from 'node:zlib'
 import { HttpError, RequestTimedOutError } from '@influxdata/influxdb3-client'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { createInfluxSink } from '../../src/ingest/influx-sink.js'
-import { createInfluxWriter, type InfluxWriter, type InfluxWriterOptions } from '../../src/ingest/influx-write.js'
-import { SinkError } from '../../src/ingest/sink.js'
+import { createInfluxSink } from '../../src/ingest/sinks/influx-sink.js'
+import { createInfluxWriter, type InfluxWriter, type InfluxWriterOptions } from '../../src/ingest/sinks/influx-write.js'
+import { SinkError } from '../../src/ingest/sinks/sink.js'
 import { waitUntil } from '../helpers/wait.js'
 
 interface Received {
@@ -171,7 +171,7 @@ describe('the InfluxDB writer on the wire', () => {
     srv.setAnswer((res) => res.writeHead(400).end(body))
     const sink = createInfluxSink({ url, token: undefined, database: 'telemetry', gzip: false, gzipLevel: 1, timeoutMs: 5000 })
     try {
-      const e = (await failureOf(sink.write(varied(40).toString('utf8'), 40))) as SinkError
+      const e = (await failureOf(sink.write(varied(40), 40))) as SinkError
       expect(e).toBeInstanceOf(SinkError)
       // Permanent: the lines themselves are refused, so they go to the dead letters, not round again.
       expect(e.transient).toBe(false)
@@ -219,7 +219,7 @@ describe('the InfluxDB sink with no server listening', () => {
     await srv.close() // the port is now free: the connection is refused
     const sink = createInfluxSink({ url, token: undefined, database: 'db', gzip: true, gzipLevel: 1, timeoutMs: 5000 })
     try {
-      const e = await failureOf(sink.write('m v=1 1\n', 1))
+      const e = await failureOf(sink.write(Buffer.from('m v=1 1\n'), 1))
       expect(e).toMatchObject({ transient: true, reason: 'unreachable' })
     } finally {
       await sink.close()

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { exactTimestamps, metricsToLines } from '../../src/collectors/metrics-lines.js'
 import { issueText, metricsPushBody, rfc3339ToNs, timestampNs } from '../../src/collectors/metrics-schema.js'
-import { decodeLines } from '../../src/ingest/line-protocol.js'
+import { decodeLines } from '../../src/ingest/line-protocol/index.js'
 
 const RECEIVED = '1700000000000000042'
 const received = () => RECEIVED

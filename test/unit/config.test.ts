@@ -71,8 +71,8 @@ describe('loadConfig', () => {
     expect(c.batch.maxLines).toBe(1)
     expect(c.allowedOrigins).toEqual(['https://a.example', 'https://b.example'])
     expect(c.pathPrefix).toBe('/collector')
-    expect(c.influx).toEqual({ url: 'http://127.0.0.1:8181', token: 'tok', database: 'telemetry', gzip: true, gzipLevel: 1 })
-    expect(loadConfig({ INFLUXDB_URL: 'http://127.0.0.1:8181', INFLUXDB_DATABASE: 'x', INFLUXDB_GZIP: 'false' }).influx?.gzip).toBe(false)
+    expect(c.influx).toEqual({ url: 'http://127.0.0.1:8181', token: 'tok', database: 'telemetry', gzip: false, gzipLevel: 1 })
+    expect(loadConfig({ INFLUXDB_URL: 'http://127.0.0.1:8181', INFLUXDB_DATABASE: 'x', INFLUXDB_GZIP: 'true' }).influx?.gzip).toBe(true)
     expect(loadConfig({ INFLUXDB_URL: 'http://127.0.0.1:8181', INFLUXDB_DATABASE: 'x', INFLUXDB_GZIP_LEVEL: '0' }).influx?.gzipLevel).toBe(0)
   })
 

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { HttpError } from '@influxdata/influxdb3-client'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { DEAD_LETTER_FILE, DeadLetterFile } from '../../src/ingest/dead-letter.js'
-import { DurableSink } from '../../src/ingest/durable-sink.js'
-import { classifyInfluxError } from '../../src/ingest/influx-sink.js'
-import { SinkError, type Sink } from '../../src/ingest/sink.js'
-import { Spool } from '../../src/ingest/spool.js'
+import { DEAD_LETTER_FILE, DeadLetterFile } from '../../src/ingest/spool/dead-letter.js'
+import { DurableSink } from '../../src/ingest/sinks/durable-sink.js'
+import { classifyInfluxError } from '../../src/ingest/sinks/influx-sink.js'
+import { SinkError, type Sink } from '../../src/ingest/sinks/sink.js'
+import { Spool } from '../../src/ingest/spool/spool.js'
 import { canSpyOnSyncs, spyOnSyncs } from '../helpers/fsync-spy.js'
 import { waitUntil } from '../helpers/wait.js'
 
@@ -21,7 +21,8 @@ class ScriptedSink implements Sink {
   readonly script: Array<(text: string) => Error | undefined> = []
   otherwise: (text: string) => Error | undefined = () => undefined
 
-  async write(text: string): Promise<void> {
+  async write(body: Buffer): Promise<void> {
+    const text = body.toString('utf8')
     this.attempts.push(text)
     const err = (this.script.shift() ?? this.otherwise)(text)
     if (err && !(err instanceof SinkError && err.rejected)) throw err
@@ -40,6 +41,7 @@ const influx = (status: number, body = '', json?: unknown) => {
 }
 const poison = (marker: string) => (text: string) => (text.includes(marker) ? new SinkError('refused', false, 400) : undefined)
 const line = (i: number) => `m,i=${i} v=${i} ${i}\n`
+const bytes = (text: string) => Buffer.from(text)
 
 const dirs: string[] = []
 const closers: Array<() => Promise<void>> = []
@@ -81,7 +83,7 @@ async function setup(opts: { maxRecords?: number } = {}) {
   const spoolRecords = async (texts: string[]) => {
     sink.otherwise = () => influx(503)
     make()
-    for (const t of texts) await durable!.write(t, t.split('\n').length - 1)
+    for (const t of texts) await durable!.write(bytes(t), t.split('\n').length - 1)
     await waitUntil(() => events.failures.some((f) => f.startsWith('replay:')), 5000, 'a failed replay')
   }
   const deadLetterText = () => readFile(join(dir, DEAD_LETTER_FILE), 'utf8')
@@ -92,7 +94,7 @@ describe('DurableSink', () => {
   it('writes to the sink directly while it takes writes: up, outcome ok, nothing spooled', async () => {
     const s = await setup()
     const d = s.make()
-    await d.write(line(1), 1)
+    await d.write(bytes(line(1)), 1)
     expect(s.sink.stored).toEqual([line(1).trim()])
     expect([d.mode, d.up, d.outage, s.spool.records]).toEqual(['direct', true, undefined, 0])
     expect(s.events.batches).toEqual(['ok'])
@@ -102,10 +104,10 @@ describe('DurableSink', () => {
     const s = await setup()
     const d = s.make()
     s.sink.otherwise = () => new SinkError('refused', false, 422)
-    await expect(d.write(line(1), 1)).rejects.toMatchObject({ transient: false })
+    await expect(d.write(bytes(line(1)), 1)).rejects.toMatchObject({ transient: false })
     expect([s.spool.records, d.up]).toEqual([0, true]) // a refusal is the sink answering, not an outage
     s.sink.otherwise = () => influx(401)
-    await d.write(line(2), 1)
+    await d.write(bytes(line(2)), 1)
     expect([d.mode, d.up, d.outage?.reason, d.outage?.statusCode]).toEqual(['spooling', false, 'unauthorized', 401])
     expect(s.events.batches).toEqual(['spooled'])
     s.sink.otherwise = () => undefined
@@ -203,7 +205,7 @@ describe('DurableSink', () => {
     await waitUntil(() => s.durable.mode === 'direct', 5000, 'the spool drained')
     expect(s.sink.stored).toEqual([])
     expect(await s.deadLetterText()).toContain(`status=422 lines=1 reason="lines refused"\n`)
-    await s.durable.write(line(2), 1)
+    await s.durable.write(bytes(line(2)), 1)
     expect(s.sink.stored).toEqual([line(2).trim()])
   })
 

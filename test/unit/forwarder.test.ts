@@ -17,7 +17,7 @@ import { DeviceLines, mayBeLineProtocol } from '../../src/devices/device-lines.j
 import { createForwarder, RAW_STREAM, type ForwardInput, type Forwarder } from '../../src/devices/forwarder.js'
 import { ForwardTimeoutError } from '../../src/devices/types.js'
 import type { Ack } from '../../src/ingest/batcher.js'
-import { SinkError } from '../../src/ingest/sink.js'
+import { SinkError } from '../../src/ingest/sinks/sink.js'
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js'
 import { waitUntil } from '../helpers/wait.js'
 
@@ -70,8 +70,9 @@ class FakeBus implements Bus {
 class FakeBatcher {
   frames: Array<{ text: string; lines: number }> = []
   err: SinkError | undefined
-  submit(text: string, lines: number, ack: Ack): void {
-    this.frames.push({ text, lines })
+  // Decoded at once: the caller may reuse its bytes after submit returns, as with the real batcher.
+  submit(frame: Uint8Array, lines: number, ack: Ack): void {
+    this.frames.push({ text: Buffer.from(frame).toString('utf8'), lines })
     ack(this.err)
   }
 }

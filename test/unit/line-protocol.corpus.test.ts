@@ -20,7 +20,7 @@ import {
   type FieldValue,
   type Point,
   type Precision,
-} from '../../src/ingest/line-protocol.js'
+} from '../../src/ingest/line-protocol/index.js'
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
 const corpusFile = path.resolve(repoRoot, '..', 'shared', 'fixtures', 'line-protocol-corpus', 'corpus.json')
@@ -122,7 +122,7 @@ const GATEWAY_TAGS = [['gw_user', 'John Doe'], ['gw_org', 'acme,corp']] as const
 describe.skipIf(!present && !inCI)('line-protocol corpus (InfluxData, Go decoder outputs)', () => {
   const outcomes: Outcome[] = []
   const skipped = new Map<string, number>()
-  const lenient: string[] = [] // invalid UTF-8 inputs decoded with U+FFFD replacement
+  const invalidUtf8: Buffer[] = [] // inputs that are not UTF-8
   const skip = (why: string): void => void skipped.set(why, (skipped.get(why) ?? 0) + 1)
 
   beforeAll(() => {
@@ -141,9 +141,9 @@ describe.skipIf(!present && !inCI)('line-protocol corpus (InfluxData, Go decoder
         try {
           text = new TextDecoder('utf-8', { fatal: true }).decode(bytes)
         } catch {
-          // ws closes a text frame with invalid UTF-8 (1007): it never reaches the scanner.
-          skip('invalid UTF-8: cannot arrive in a WebSocket text frame')
-          lenient.push(bytes.toString('utf8'))
+          // Not comparable with the Go decoder's output: the gateway refuses what is not UTF-8.
+          skip('invalid UTF-8: refused (see the test below)')
+          invalidUtf8.push(bytes)
           continue
         }
       }
@@ -227,15 +227,17 @@ describe.skipIf(!present && !inCI)('line-protocol corpus (InfluxData, Go decoder
       const withTags = o.ours.map((p) => ({ ...p, tags: [...p.tags, ...GATEWAY_TAGS.map(([k, v]): [string, string] => [k, v])] }))
       expect(decodeLines(r.text, 'ns'), o.key).toEqual(withTags)
       const again = scanFrame(r.text, tagging, '0', 'ns')
-      expect(again, o.key).toEqual({ ok: true, text: r.text, lines: r.lines })
+      expect(again, o.key).toMatchObject({ ok: true, text: r.text, lines: r.lines })
     }
   })
 
-  it('never throws on invalid UTF-8 inputs decoded leniently (U+FFFD), as an HTTP body might be', () => {
+  it('refuses every input that is not UTF-8 (a binary frame, an HTTP body), naming its line', () => {
+    expect(invalidUtf8.length).toBeGreaterThan(0)
     const tagging = makeTagging(GATEWAY_TAGS)
-    for (const text of lenient) {
-      const r = scanFrame(text, tagging, '0')
-      expect(typeof r.ok).toBe('boolean')
+    for (const bytes of invalidUtf8) {
+      const r = scanFrame(bytes, tagging, '0')
+      expect(r.ok, bytes.toString('hex')).toBe(false)
+      if (!r.ok) expect(r.line).toBeGreaterThan(0)
     }
   })
 

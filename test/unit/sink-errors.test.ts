@@ -1,8 +1,8 @@
 import { HttpError, RequestTimedOutError } from '@influxdata/influxdb3-client'
 import { describe, expect, it } from 'vitest'
-import { classifyInfluxError } from '../../src/ingest/influx-sink.js'
-import { SINK_REFUSED, SINK_UNAVAILABLE } from '../../src/ingest/sink.js'
-import { classifySqlError } from '../../src/ingest/sql-sink.js'
+import { classifyInfluxError } from '../../src/ingest/sinks/influx-sink.js'
+import { SINK_REFUSED, SINK_UNAVAILABLE } from '../../src/ingest/sinks/sink.js'
+import { classifySqlError } from '../../src/ingest/sinks/sql-sink.js'
 
 const http = (status: number, json?: unknown, body = '') => {
   const e = new HttpError(status, undefined, json === undefined ? body : JSON.stringify(json))

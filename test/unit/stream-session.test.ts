@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { Ack } from '../../src/ingest/batcher.js'
-import { makeTagging } from '../../src/ingest/line-protocol.js'
-import { SinkError } from '../../src/ingest/sink.js'
+import { FrameRewriter, makeTagging } from '../../src/ingest/line-protocol/index.js'
+import { SinkError } from '../../src/ingest/sinks/sink.js'
 import {
   CLOSE_AUTH,
   CLOSE_AUTH_TIMEOUT,
@@ -39,11 +39,19 @@ class FakeSocket implements FrameSocket {
 /** A batcher whose frames are acknowledged only when the test says so. */
 class FakeBatcher {
   frames: Array<{ text: string; lines: number; ack: Ack }> = []
-  submit(text: string, lines: number, ack: Ack): void {
-    this.frames.push({ text, lines, ack })
+  // Decoded at once: the caller may reuse its bytes after submit returns, as with the real batcher.
+  submit(frame: Uint8Array, lines: number, ack: Ack): void {
+    this.frames.push({ text: Buffer.from(frame).toString('utf8'), lines, ack })
   }
   ackAll(err?: SinkError): void {
     for (const f of this.frames.splice(0)) f.ack(err)
+  }
+}
+
+/** Frames given as text are sent as their UTF-8 bytes, as ws delivers them. */
+class TestSession extends StreamSession {
+  override onFrame(frame: Buffer | string): void {
+    super.onFrame(typeof frame === 'string' ? Buffer.from(frame) : frame)
   }
 }
 
@@ -73,9 +81,10 @@ const settle = async () => {
 function start(overrides: Partial<StreamSessionDeps> = {}) {
   const socket = new FakeSocket()
   const batcher = new FakeBatcher()
-  const session = new StreamSession(socket, {
+  const session = new TestSession(socket, {
     authenticate: () => identity(),
     batcher,
+    rewriter: new FrameRewriter(),
     msUntilExpiry: () => 3_600_000,
     authTimeoutMs: 10_000,
     maxPendingFrames: 4096,
@@ -102,6 +111,15 @@ describe('StreamSession', () => {
     expect(socket.sent).toEqual(['AUTH_SUCCESS'])
     batcher.frames[0]?.ack(new SinkError('down', true))
     expect(socket.sent).toEqual(['AUTH_SUCCESS', 'ERR busy: retry', expect.stringMatching(/^ERR line 1: /), 'OK'])
+  })
+
+  it('refuses a frame that is not UTF-8 with the line it is on, and writes nothing of it', () => {
+    const { socket, batcher, session } = start()
+    session.onFrame('$AUTH t')
+    session.onFrame(Buffer.concat([Buffer.from('a v=1 1\nb,host=x'), Buffer.from([0xc3, 0x28]), Buffer.from(' v=1 1')]))
+    session.onFrame('c v="é" 1')
+    expect(socket.sent).toEqual(['AUTH_SUCCESS', 'ERR line 2: invalid UTF-8 at column 9'])
+    expect(batcher.frames.map((f) => f.text)).toEqual(['c,user=ann,org=acme v="é" 1\n'])
   })
 
   it('holds frames during an asynchronous $AUTH and answers them after AUTH_SUCCESS, in order', async () => {

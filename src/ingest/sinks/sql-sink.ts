@@ -1,5 +1,5 @@
-import type { Db } from '../db/index.js'
-import { decodeLine, type FieldValue } from './line-protocol.js'
+import type { Db } from '../../db/index.js'
+import { decodeLine, type FieldValue } from '../line-protocol/index.js'
 import { SINK_REFUSED, SINK_UNAVAILABLE, SinkError, type Sink } from './sink.js'
 
 /**
@@ -10,10 +10,10 @@ import { SINK_REFUSED, SINK_UNAVAILABLE, SinkError, type Sink } from './sink.js'
 export function createSqlSink(db: Db): Sink {
   return {
     name: 'metrics-table',
-    async write(text) {
+    async write(body) {
       let rows: string[]
       try {
-        rows = toRows(text)
+        rows = toRows(body.toString('utf8'))
       } catch (err) {
         // A line that cannot be converted will never convert: retrying it would block replay.
         throw new SinkError(SINK_REFUSED, false, undefined, { cause: err, detail: `line not convertible: ${(err as Error).message}` })

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
-import type { DeadLetter, DeadLetterFile, DeadLetterStats } from './dead-letter.js'
+import type { DeadLetter, DeadLetterFile, DeadLetterStats } from '../spool/dead-letter.js'
 import { SINK_UNAVAILABLE, SinkError, dataLines, type Sink, type SinkFailure } from './sink.js'
-import { Spool, SpoolClosedError, SpoolFullError, type SpoolRecord } from './spool.js'
+import { Spool, SpoolClosedError, SpoolFullError, type SpoolRecord } from '../spool/spool.js'
 
 export interface DurableSinkOptions {
   sink: Sink
@@ -92,10 +92,10 @@ export class DurableSink implements Sink {
     return !this.spooling && this.failing === undefined
   }
 
-  async write(text: string, lines: number): Promise<void> {
+  async write(body: Buffer, lines: number): Promise<void> {
     if (!this.spooling) {
       try {
-        await this.opts.sink.write(text, lines)
+        await this.opts.sink.write(body, lines)
         this.recovered('write')
         this.opts.onBatch?.('ok')
         return
@@ -112,7 +112,7 @@ export class DurableSink implements Sink {
       }
     }
     try {
-      await this.opts.spool.append(text, lines)
+      await this.opts.spool.append(body, lines)
     } catch (err) {
       if (err instanceof SpoolFullError) {
         throw new SinkError(SINK_UNAVAILABLE, true, undefined, { cause: err, reason: 'spool full' })
@@ -185,18 +185,19 @@ export class DurableSink implements Sink {
   }
 
   /**
-   * Writes records joined; answers how many from the first are settled (delivered, or in
-   * the dead-letter file) and the transient error that stopped it. Acknowledged lines are
-   * dropped only for a reason in the lines themselves: a refusal of many records is split
-   * until it names the records refused, and a 413 (the joined write is too large for the
-   * sink) is split too; a single record the sink cannot take for its size stays spooled.
+   * Writes records joined into one buffer; answers how many from the first are settled
+   * (delivered, or in the dead-letter file) and the transient error that stopped it.
+   * Acknowledged lines are dropped only for a reason in the lines themselves: a refusal of
+   * many records is split until it names the records refused, and a 413 (the joined write
+   * is too large for the sink) is split too; a single record the sink cannot take for its
+   * size stays spooled.
    */
   private async deliver(records: SpoolRecord[]): Promise<{ settled: number; error?: SinkError }> {
     const lines = records.reduce((n, r) => n + r.lines, 0)
     this.opts.onReplayWrite?.()
     try {
-      const text = records.length === 1 ? records[0]!.text : records.map((r) => r.text).join('')
-      await Promise.race([this.opts.sink.write(text, lines), this.closing])
+      const body = records.length === 1 ? records[0]!.body : Buffer.concat(records.map((r) => r.body))
+      await Promise.race([this.opts.sink.write(body, lines), this.closing])
     } catch (err) {
       if (err instanceof SpoolClosedError) throw err
       const e = asSinkError(err)
@@ -227,7 +228,7 @@ export class DurableSink implements Sink {
 
   /**
    * A partial write: the sink stored every line but the named ones, numbered over the
-   * joined text. Only those go to the dead-letter file. False (nothing done) when the
+   * joined records. Only those go to the dead-letter file. False (nothing done) when the
    * numbers do not fit the records, so the caller splits instead.
    */
   private async deadLetterRejected(records: SpoolRecord[], e: SinkError): Promise<boolean> {
@@ -237,7 +238,7 @@ export class DurableSink implements Sink {
     let placed = 0
     let total = 0
     for (const record of records) {
-      const own = dataLines(record.text)
+      const own = dataLines(record.body)
       const refused = own.flatMap((text, k) => {
         const r = byLine.get(first + k)
         return r === undefined ? [] : [{ text, r }]
@@ -269,7 +270,7 @@ export class DurableSink implements Sink {
       ...(e.statusCode !== undefined ? { status: e.statusCode } : {}),
       reason: e.reason,
       ...(e.detail !== undefined ? { detail: e.detail } : {}),
-      text: r.text,
+      text: r.body.toString('utf8'),
       lines: r.lines,
     }))
     await this.opts.deadLetters.append(letters)

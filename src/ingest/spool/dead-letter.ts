@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { syncDir, writeFully } from './spool-segment.js'
+import { syncDir, writeFully } from './segment.js'
 
 /** The file under DATA_DIR, relative (what /readyz shows). */
 export const DEAD_LETTER_FILE = 'dead-letter.lp'

@@ -1,11 +1,11 @@
 import { unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { SegmentReader } from './spool-reader.js'
-import { recoverDir, type RecoveredDir, type SpoolRecovery } from './spool-recovery.js'
-import { RECORD_FIELD_MAX, RECORD_HEADER_BYTES, syncDir, writeCursor, type Segment } from './spool-segment.js'
-import { SegmentWriter } from './spool-writer.js'
+import { SegmentReader } from './reader.js'
+import { recoverDir, type RecoveredDir, type SpoolRecovery } from './recovery.js'
+import { RECORD_FIELD_MAX, RECORD_HEADER_BYTES, syncDir, writeCursor, type Segment } from './segment.js'
+import { SegmentWriter } from './writer.js'
 
-export type { SpoolRecovery } from './spool-recovery.js'
+export type { SpoolRecovery } from './recovery.js'
 
 export interface SpoolOptions {
   /** Created if missing. One Spool per directory: a second open in this process throws. */
@@ -27,7 +27,8 @@ export interface SpoolOptions {
 export interface SpoolRecord {
   /** Increases across segments and restarts; gaps appear where an append failed. */
   id: number
-  text: string
+  /** The appended bytes, as they were given. */
+  body: Buffer
   lines: number
 }
 
@@ -62,7 +63,7 @@ const openDirs = new Set<string>()
  * `peek` (or several with `peekMany`) and confirms delivery with `ack` (`ackThrough`),
  * which moves a durable cursor and deletes segment files that are fully delivered.
  * Memory holds one small entry per segment file, never payloads. Reads and acks run one
- * at a time, in call order; appends go on meanwhile. Format: spool-segment.ts.
+ * at a time, in call order; appends go on meanwhile. Format: segment.ts.
  */
 export class Spool {
   readonly recovered: SpoolRecovery
@@ -153,11 +154,11 @@ export class Spool {
   /**
    * Resolves with the record's id once it is durable. Rejects with SpoolFullError, writing
    * nothing, when it would take the spool past maxBytes; with SpoolClosedError after close().
+   * `payload` is written as it is, not copied: it must not change until this settles.
    */
-  async append(text: string, lines: number): Promise<number> {
+  async append(payload: Buffer, lines: number): Promise<number> {
     if (this.closing) throw new SpoolClosedError()
     if (!Number.isInteger(lines) || lines < 0 || lines > RECORD_FIELD_MAX) throw new RangeError(`spool: bad line count ${lines}`)
-    const payload = Buffer.from(text, 'utf8')
     if (payload.length > RECORD_FIELD_MAX) throw new RangeError(`spool: record of ${payload.length} bytes is too large`)
     const size = RECORD_HEADER_BYTES + payload.length
     const used = this.undelivered.bytes + this.writer.pendingBytes
@@ -189,7 +190,7 @@ export class Spool {
           if (out.length > 0 && bytes + size - RECORD_HEADER_BYTES > maxBytes) return out
           const payload = await this.reader.payload(seg, offset, size)
           const id = seg.firstId + index
-          out.push({ id, text: payload.toString('utf8'), lines })
+          out.push({ id, body: payload, lines })
           this.peeked.push({ id, size, lines })
           bytes += payload.length
           offset += size

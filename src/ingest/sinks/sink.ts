@@ -1,10 +1,13 @@
 /**
  * A sink takes newline-terminated, already validated and tagged line protocol with ns
- * timestamps. `write` resolves only once the sink has accepted every line durably.
+ * timestamps, as UTF-8 bytes (one buffer per batch: nothing on the way re-encodes it).
+ * `write` resolves only once the sink has accepted every line durably. The body is the
+ * caller's again once the promise settles (the batcher reuses it): a sink that needs the
+ * bytes later copies them.
  */
 export interface Sink {
   readonly name: string
-  write(text: string, lines: number): Promise<void>
+  write(body: Buffer, lines: number): Promise<void>
   /** Resolves when the sink answers; rejects with the reason otherwise (for /readyz). */
   ping(): Promise<void>
   close(): Promise<void>
@@ -74,7 +77,11 @@ export interface RejectedLine {
   text?: string
 }
 
-/** The data lines of a text as a sink numbers them: blank lines and `#` comments skipped. */
-export function dataLines(text: string): string[] {
-  return text.split('\n').filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'))
+/**
+ * The data lines of a text (or of its UTF-8 bytes) as a sink numbers them: blank lines
+ * and `#` comments skipped. For the dead-letter path, where decoding costs nothing that matters.
+ */
+export function dataLines(text: string | Uint8Array): string[] {
+  const s = typeof text === 'string' ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString('utf8')
+  return s.split('\n').filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'))
 }

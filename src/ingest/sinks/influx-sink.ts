@@ -24,9 +24,9 @@ export function createInfluxSink(opts: InfluxSinkOptions): Sink {
   const base = opts.url.replace(/\/+$/, '')
   return {
     name: 'influxdb',
-    async write(text) {
+    async write(body) {
       try {
-        await writer.write(Buffer.from(text))
+        await writer.write(body)
       } catch (err) {
         throw classifyInfluxError(err)
       }

@@ -9,7 +9,7 @@ import {
   syncDir,
   type CursorState,
   type Segment,
-} from './spool-segment.js'
+} from './segment.js'
 
 export interface SpoolRecovery {
   /** Undelivered records found on open, their lines and bytes. */

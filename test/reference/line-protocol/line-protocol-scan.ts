@@ -1,3 +1,5 @@
+// The earlier string scanner (src/ingest/line-protocol*.ts before the byte rewrite), kept
+// unchanged as the reference decoder the byte path is tested against.
 /**
  * The single validation core of line protocol, shared by scanFrame (hot path) and
  * decodeLine (tests, SQL sink), so the two can never disagree.

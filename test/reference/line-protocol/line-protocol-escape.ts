@@ -1,3 +1,5 @@
+// The earlier string scanner (src/ingest/line-protocol*.ts before the byte rewrite), kept
+// unchanged as the reference decoder the byte path is tested against.
 /**
  * Escaping and unescaping of line-protocol tokens, and the error type.
  *

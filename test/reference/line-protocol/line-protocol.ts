@@ -1,3 +1,5 @@
+// The earlier string scanner (src/ingest/line-protocol*.ts before the byte rewrite), kept
+// unchanged as the reference decoder the byte path is tested against.
 /**
  * InfluxDB line protocol: validation and server-side tagging of client frames
  * (scanFrame, the ingest hot path), decoding (decodeLine/decodeLines) and encoding

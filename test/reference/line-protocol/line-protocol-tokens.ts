@@ -1,3 +1,5 @@
+// The earlier string scanner (src/ingest/line-protocol*.ts before the byte rewrite), kept
+// unchanged as the reference decoder the byte path is tested against.
 /**
  * Tokens of a line-protocol line: character classes, the preallocated state that
  * records where each token of the last scanned line is, error codes, and the scanners

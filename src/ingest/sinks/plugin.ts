@@ -1,13 +1,13 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
-import { Batcher } from './batcher.js'
-import { DeadLetterFile } from './dead-letter.js'
+import type { Config } from '../../config.js'
+import { Batcher } from '../batcher.js'
+import { DeadLetterFile } from '../spool/dead-letter.js'
 import { DurableSink } from './durable-sink.js'
 import { createInfluxSink } from './influx-sink.js'
 import type { Sink } from './sink.js'
-import { Spool } from './spool.js'
+import { Spool } from '../spool/spool.js'
 import { createSqlSink } from './sql-sink.js'
 
 declare module 'fastify' {

@@ -9,7 +9,7 @@ import {
   syncDir,
   writeFully,
   type Segment,
-} from './spool-segment.js'
+} from './segment.js'
 
 export interface SegmentWriterOptions {
   dir: string

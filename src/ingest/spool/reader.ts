@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises'
-import { RECORD_HEADER_BYTES, decodeRecordHeader, readFully, type Segment } from './spool-segment.js'
+import { RECORD_HEADER_BYTES, decodeRecordHeader, readFully, type Segment } from './segment.js'
 
 /**
  * Reads records of already validated, committed segments, keeping one file open at a
