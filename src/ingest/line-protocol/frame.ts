@@ -7,9 +7,12 @@
  * blank and comment lines removed. Client tags whose key is a server-side tag's are dropped.
  * The lenient spacing the InfluxData corpus accepts never reaches a sink.
  *
- * FrameRewriter copies the frame once into the back of its buffer and moves each line's
- * pieces forward with copyWithin (no allocation per line, no subarray per piece): the
- * output grows from the front and is kept ahead of the bytes still to be read.
+ * FrameRewriter first hands the frame to the WebAssembly fast path (wasm/rewrite.as.ts),
+ * which rewrites the lines it is sure of and gives up on anything else (an error, UTF-8,
+ * a dropped tag, precision=auto, limits). Then the scanner decides: it copies the frame
+ * once into the back of its buffer and moves each line's pieces forward with copyWithin
+ * (no allocation per line, no subarray per piece): the output grows from the front and
+ * is kept ahead of the bytes still to be read. Errors are always the scanner's.
  */
 import {
   LINE_OK,
@@ -18,6 +21,7 @@ import {
   lineText,
 } from './scanner.js'
 import { defaultTimestamp, escapeTagKey, escapeTagValue, nameProblem, toBytes, zerosOf, type Precision } from './codec.js'
+import { REWRITE_WASM } from './wasm-module.js'
 
 /** Server-side tags to add to every line; built once per connection/token by makeTagging. */
 export interface Tagging {
@@ -72,6 +76,135 @@ export function makeTagging(tags: ReadonlyArray<readonly [key: string, value: st
   })
 }
 
+/** The parts of the WebAssembly API used here (the project's lib has no DOM types). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer
+  grow(pages: number): number
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object
+  Instance: new (module: object, imports: object) => { exports: unknown }
+}
+const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
+
+/** The fast path's exports (wasm/rewrite.as.ts). */
+interface FastExports {
+  memory: WasmMemory
+  heapBase(): number
+  lines(): number
+  rewrite(
+    src: number,
+    n: number,
+    out: number,
+    outCap: number,
+    sufP: number,
+    sufLen: number,
+    tailP: number,
+    tailLen: number,
+    zeros: number,
+    resP: number,
+    resN: number,
+  ): number
+}
+
+const FAST_MODULE = new Wasm.Module(Buffer.from(REWRITE_WASM, 'base64'))
+const BAIL = -1
+const NEED_TAIL = -2
+const WASM_PAGE = 65_536
+// The fast path's memory never shrinks: frames that would need more go to the scanner.
+const FAST_MAX_BYTES = 16 * 1024 * 1024
+// Room for the tail (` <default time>\n`) and the longest reserved key the fast path takes.
+const TAIL_ROOM = 64
+const MAX_RESERVED_KEY = 255
+
+function align16(n: number): number {
+  return (n + 15) & ~15
+}
+
+/**
+ * One instance of the fast path with its own memory: the server-side tags, the tail,
+ * the reserved keys, then the frame and the output. Its output is valid until the next call.
+ */
+class FastPath {
+  private readonly x: FastExports
+  private mem: Buffer
+  private tagging: Tagging | null = null
+  private sufP: number
+  private tailP = 0
+  private resP = 0
+  private resN = -1
+  private srcP = 0
+  private outP = 0
+
+  constructor() {
+    this.x = new Wasm.Instance(FAST_MODULE, {}).exports as unknown as FastExports
+    this.sufP = align16(this.x.heapBase())
+    this.mem = Buffer.from(this.x.memory.buffer)
+  }
+
+  get lines(): number {
+    return this.x.lines()
+  }
+
+  output(length: number): Buffer {
+    return this.mem.subarray(this.outP, this.outP + length)
+  }
+
+  /** The output's length, or BAIL (the scanner decides). `tail` makes the tail bytes when asked. */
+  rewrite(src: Uint8Array, tagging: Tagging, zeros: number, tail: () => Uint8Array): number {
+    if (tagging !== this.tagging) this.setTagging(tagging)
+    if (this.resN < 0) return BAIL
+    const n = src.length
+    const growth = tagging.suffixBytes.length + LINE_GROWTH
+    const outCap = 2 * n + growth + 4096
+    const srcP = this.srcP
+    const outP = align16(srcP + n)
+    if (!this.room(outP + outCap)) return BAIL
+    this.mem.set(src, srcP)
+    this.outP = outP
+    const sufLen = tagging.suffixBytes.length
+    let r = this.x.rewrite(srcP, n, outP, outCap, this.sufP, sufLen, this.tailP, -1, zeros, this.resP, this.resN)
+    if (r === NEED_TAIL) {
+      const t = tail()
+      if (t.length > TAIL_ROOM) return BAIL
+      this.mem.set(t, this.tailP)
+      r = this.x.rewrite(srcP, n, outP, outCap, this.sufP, sufLen, this.tailP, t.length, zeros, this.resP, this.resN)
+    }
+    return r < 0 ? BAIL : r
+  }
+
+  /** Lays out the server-side tags and reserved keys; resN = -1 when the fast path cannot take them. */
+  private setTagging(tagging: Tagging): void {
+    this.tagging = tagging
+    const suffix = tagging.suffixBytes
+    this.tailP = align16(this.sufP + suffix.length)
+    this.resP = this.tailP + TAIL_ROOM
+    let size = 0
+    for (const k of tagging.reserved) size += 1 + k.length
+    this.srcP = align16(this.resP + size)
+    this.resN = -1
+    if (tagging.reserved.some((k) => k.length > MAX_RESERVED_KEY) || !this.room(this.srcP)) return
+    this.mem.set(suffix, this.sufP)
+    let p = this.resP
+    for (const k of tagging.reserved) {
+      this.mem[p] = k.length
+      this.mem.set(k, p + 1)
+      p += 1 + k.length
+    }
+    this.resN = tagging.reserved.length
+  }
+
+  /** Whether the memory holds `bytes` bytes, growing it up to FAST_MAX_BYTES. */
+  private room(bytes: number): boolean {
+    const have = this.x.memory.buffer.byteLength
+    if (bytes <= have) return true
+    if (bytes > FAST_MAX_BYTES) return false
+    this.x.memory.grow(Math.ceil((bytes - have) / WASM_PAGE))
+    this.mem = Buffer.from(this.x.memory.buffer)
+    return true
+  }
+}
+
 /** Digits only, no leading zero, within int64 (strings of equal length compare as numbers). */
 function isPlainInt64(s: string): boolean {
   const n = s.length
@@ -96,6 +229,9 @@ export class FrameRewriter {
   errorLine = 0
   reason = ''
   private readonly scanner = new LineScanner()
+  private readonly fast: FastPath | null
+  /** Whether the last output is the fast path's. */
+  private fastOutput = false
   private buf = Buffer.allocUnsafe(0)
   /** Byte i of the frame being rewritten is buf[base + i]. */
   private base = 0
@@ -103,9 +239,19 @@ export class FrameRewriter {
   private tail = new Uint8Array(24)
   private tailLength = 0
 
+  /** `fastPath: false` leaves every frame to the scanner (tests compare the two). */
+  constructor(options: { fastPath?: boolean } = {}) {
+    this.fast = options.fastPath === false ? null : new FastPath()
+  }
+
+  /** Whether the last successful rewrite() was the fast path's (for tests and the bench). */
+  get fastPathUsed(): boolean {
+    return this.fastOutput
+  }
+
   /** The rewritten lines of the last successful rewrite(). */
   get output(): Buffer {
-    return this.buf.subarray(0, this.length)
+    return this.fastOutput && this.fast !== null ? this.fast.output(this.length) : this.buf.subarray(0, this.length)
   }
 
   /**
@@ -114,6 +260,19 @@ export class FrameRewriter {
    */
   rewrite(src: Uint8Array, tagging: Tagging, defaultTimeNs: string | (() => string), precision: Precision = 'ns'): boolean {
     const zeros = zerosOf(precision)
+    if (this.fast !== null && zeros >= 0) {
+      const r = this.fast.rewrite(src, tagging, zeros, () => {
+        this.makeTail(typeof defaultTimeNs === 'string' ? defaultTimeNs : defaultTimeNs(), zeros)
+        return this.tail.subarray(0, this.tailLength)
+      })
+      if (r >= 0) {
+        this.fastOutput = true
+        this.length = r
+        this.lines = this.fast.lines
+        return true
+      }
+    }
+    this.fastOutput = false
     const L = this.scanner
     const reserved = tagging.reserved
     const suffix = tagging.suffixBytes
