@@ -116,6 +116,7 @@ const FAST_MAX_BYTES = 16 * 1024 * 1024
 // Room for the tail (` <default time>\n`) and the longest reserved key the fast path takes.
 const TAIL_ROOM = 64
 const MAX_RESERVED_KEY = 255
+const COPY_OVERRUN = 64
 
 function align16(n: number): number {
   return (n + 15) & ~15
@@ -150,8 +151,8 @@ class FastPath {
     return this.mem.subarray(this.outP, this.outP + length)
   }
 
-  /** The output's length, or BAIL (the scanner decides). `tail` makes the tail bytes when asked. */
-  rewrite(src: Uint8Array, tagging: Tagging, zeros: number, tail: () => Uint8Array): number {
+  /** The output's length, or BAIL (the scanner decides). The default time is asked for only when a line has none. */
+  rewrite(src: Uint8Array, tagging: Tagging, zeros: number, defaultTimeNs: string | (() => string)): number {
     if (tagging !== this.tagging) this.setTagging(tagging)
     if (this.resN < 0) return BAIL
     const n = src.length
@@ -159,18 +160,25 @@ class FastPath {
     const outCap = 2 * n + growth + 4096
     const srcP = this.srcP
     const outP = align16(srcP + n)
-    if (!this.room(outP + outCap)) return BAIL
+    // The fast path copies 16 bytes at a time: a piece may be read and written up to 15
+    // bytes past its end (past the output's capacity for the last line's).
+    if (!this.room(outP + outCap + COPY_OVERRUN)) return BAIL
     this.mem.set(src, srcP)
     this.outP = outP
     const sufLen = tagging.suffixBytes.length
-    let r = this.x.rewrite(srcP, n, outP, outCap, this.sufP, sufLen, this.tailP, -1, zeros, this.resP, this.resN)
-    if (r === NEED_TAIL) {
-      const t = tail()
-      if (t.length > TAIL_ROOM) return BAIL
-      this.mem.set(t, this.tailP)
-      r = this.x.rewrite(srcP, n, outP, outCap, this.sufP, sufLen, this.tailP, t.length, zeros, this.resP, this.resN)
+    try {
+      let r = this.x.rewrite(srcP, n, outP, outCap, this.sufP, sufLen, this.tailP, -1, zeros, this.resP, this.resN)
+      if (r === NEED_TAIL) {
+        const t = tailBytes(typeof defaultTimeNs === 'string' ? defaultTimeNs : defaultTimeNs(), zeros)
+        if (t.length > TAIL_ROOM) return BAIL
+        this.mem.set(t, this.tailP)
+        r = this.x.rewrite(srcP, n, outP, outCap, this.sufP, sufLen, this.tailP, t.length, zeros, this.resP, this.resN)
+      }
+      return r < 0 ? BAIL : r
+    } catch {
+      // A trap (an access outside its memory) would be a bug of the fast path: the scanner decides.
+      return BAIL
     }
-    return r < 0 ? BAIL : r
   }
 
   /** Lays out the server-side tags and reserved keys; resN = -1 when the fast path cannot take them. */
@@ -261,10 +269,7 @@ export class FrameRewriter {
   rewrite(src: Uint8Array, tagging: Tagging, defaultTimeNs: string | (() => string), precision: Precision = 'ns'): boolean {
     const zeros = zerosOf(precision)
     if (this.fast !== null && zeros >= 0) {
-      const r = this.fast.rewrite(src, tagging, zeros, () => {
-        this.makeTail(typeof defaultTimeNs === 'string' ? defaultTimeNs : defaultTimeNs(), zeros)
-        return this.tail.subarray(0, this.tailLength)
-      })
+      const r = this.fast.rewrite(src, tagging, zeros, defaultTimeNs)
       if (r >= 0) {
         this.fastOutput = true
         this.length = r
@@ -379,13 +384,20 @@ export class FrameRewriter {
   }
 
   private makeTail(defaultTimeNs: string, zeros: number): void {
-    const t = zeros <= 0 && isPlainInt64(defaultTimeNs) ? defaultTimeNs : defaultTimestamp(defaultTimeNs, Math.max(zeros, 0))
-    this.tail = new Uint8Array(t.length + 2)
-    this.tail[0] = SPACE
-    for (let i = 0; i < t.length; i++) this.tail[i + 1] = t.charCodeAt(i)
-    this.tail[t.length + 1] = NL
-    this.tailLength = t.length + 2
+    this.tail = tailBytes(defaultTimeNs, zeros)
+    this.tailLength = this.tail.length
   }
+
+}
+
+/** ` <default time>\n` for lines without a timestamp, the time truncated to the precision. */
+function tailBytes(defaultTimeNs: string, zeros: number): Uint8Array<ArrayBuffer> {
+  const t = zeros <= 0 && isPlainInt64(defaultTimeNs) ? defaultTimeNs : defaultTimestamp(defaultTimeNs, Math.max(zeros, 0))
+  const tail = new Uint8Array(t.length + 2)
+  tail[0] = SPACE
+  for (let i = 0; i < t.length; i++) tail[i + 1] = t.charCodeAt(i)
+  tail[t.length + 1] = NL
+  return tail
 }
 
 /** Whether the timestamp s[a, b) has no leading zero and is not `-0`. */
