@@ -186,6 +186,6 @@ export default async function httpWrite(app: FastifyInstance, opts: HttpWriteOpt
   })
 }
 
-function submit(batcher: Pick<Batcher, 'submit'>, body: Buffer, lines: number): Promise<SinkError | undefined> {
+function submit(batcher: Pick<Batcher, 'submit'>, body: Uint8Array, lines: number): Promise<SinkError | undefined> {
   return new Promise((resolve) => batcher.submit(body, lines, resolve))
 }

@@ -90,7 +90,7 @@ interface Verdict {
 function run(rw: FrameRewriter, src: Uint8Array, tagging: Tagging, p: Precision): Verdict {
   const ok = rw.rewrite(src, tagging, () => NOW, p)
   return ok
-    ? { ok, out: rw.output.toString('latin1'), lines: rw.lines, error: '' }
+    ? { ok, out: Buffer.from(rw.output).toString('latin1'), lines: rw.lines, error: '' }
     : { ok, out: '', lines: 0, error: `${rw.errorLine}: ${rw.reason}` }
 }
 
@@ -161,7 +161,7 @@ describe('line protocol fast path (WebAssembly) against the scanner', () => {
     expect(fast.rewrite(Buffer.from('m f=1 5\nm f=2\nm f=3'), TAGGING, now)).toBe(true)
     expect(fast.fastPathUsed).toBe(true)
     expect(asked).toBe(1)
-    expect(fast.output.toString()).toBe(
+    expect(Buffer.from(fast.output).toString()).toBe(
       `m,user=john_doe,org=acme\\ corp f=1 5\nm,user=john_doe,org=acme\\ corp f=2 ${NOW}\nm,user=john_doe,org=acme\\ corp f=3 ${NOW}\n`,
     )
   })

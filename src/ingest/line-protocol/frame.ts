@@ -91,7 +91,7 @@ const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 interface FastExports {
   memory: WasmMemory
   heapBase(): number
-  lines(): number
+  linesAt(): number
   rewrite(
     src: number,
     n: number,
@@ -136,19 +136,24 @@ class FastPath {
   private resN = -1
   private srcP = 0
   private outP = 0
+  /** The memory's size (memory.buffer is not read per frame). */
+  private memBytes: number
+  private readonly linesP: number
 
   constructor() {
     this.x = new Wasm.Instance(FAST_MODULE, {}).exports as unknown as FastExports
     this.sufP = align16(this.x.heapBase())
     this.mem = Buffer.from(this.x.memory.buffer)
+    this.memBytes = this.mem.length
+    this.linesP = this.x.linesAt()
   }
 
   get lines(): number {
-    return this.x.lines()
+    return this.mem.readInt32LE(this.linesP)
   }
 
-  output(length: number): Buffer {
-    return this.mem.subarray(this.outP, this.outP + length)
+  output(length: number): Uint8Array {
+    return new Uint8Array(this.mem.buffer, this.outP, length)
   }
 
   /** The output's length, or BAIL (the scanner decides). The default time is asked for only when a line has none. */
@@ -204,11 +209,12 @@ class FastPath {
 
   /** Whether the memory holds `bytes` bytes, growing it up to FAST_MAX_BYTES. */
   private room(bytes: number): boolean {
-    const have = this.x.memory.buffer.byteLength
+    const have = this.memBytes
     if (bytes <= have) return true
     if (bytes > FAST_MAX_BYTES) return false
     this.x.memory.grow(Math.ceil((bytes - have) / WASM_PAGE))
     this.mem = Buffer.from(this.x.memory.buffer)
+    this.memBytes = this.mem.length
     return true
   }
 }
@@ -257,9 +263,12 @@ export class FrameRewriter {
     return this.fastOutput
   }
 
-  /** The rewritten lines of the last successful rewrite(). */
-  get output(): Buffer {
-    return this.fastOutput && this.fast !== null ? this.fast.output(this.length) : this.buf.subarray(0, this.length)
+  /**
+   * The rewritten lines of the last successful rewrite(): a plain view (no Buffer is made
+   * for it, once per frame on the hot path), valid until the next call.
+   */
+  get output(): Uint8Array {
+    return this.fastOutput && this.fast !== null ? this.fast.output(this.length) : new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.length)
   }
 
   /**

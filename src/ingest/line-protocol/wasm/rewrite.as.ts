@@ -51,16 +51,17 @@ const FKS: usize = memory.data(4 * MAX_KEYS)
 const FKE: usize = memory.data(4 * MAX_KEYS)
 const FKIND: usize = memory.data(MAX_KEYS)
 
-let linesOut: i32 = 0
+// Data lines of the last successful rewrite, where the caller reads them (no call needed).
+const LINES_OUT: usize = memory.data(4, 4)
 
 /** Where the caller's memory starts (after this module's static data). */
 export function heapBase(): i32 {
   return <i32>__heap_base
 }
 
-/** Data lines of the last successful rewrite. */
-export function lines(): i32 {
-  return linesOut
+/** The address of the line count of the last successful rewrite (an i32). */
+export function linesAt(): i32 {
+  return <i32>LINES_OUT
 }
 
 @inline function at(p: i32): u8 {
@@ -459,6 +460,6 @@ export function rewrite(
     put(w++, NL)
     ls = next
   }
-  linesOut = count
+  store<i32>(LINES_OUT, count)
   return w - out
 }
