@@ -24,6 +24,8 @@ export interface FrameSocket {
   close(code: number, reason?: string): void
   pause(): void
   resume(): void
+  /** Sends `count` `OK` replies in a row (one write); without it each is a send('OK'). */
+  sendOk?(count: number): void
   /** Hold writes until uncork(): replies sent in one burst leave in one system call. */
   cork?(): void
   uncork?(): void
@@ -89,6 +91,8 @@ export class StreamSession {
   /** Reply-sequence number of replies[0]. */
   private replyBase = 0
   private corked = false
+  /** OKs answered while corked and not sent yet (sendOk sends them as one write). */
+  private oks = 0
   private authTimer: NodeJS.Timeout | undefined
   private expiryTimer: NodeJS.Timeout | undefined
   /** Frames that arrived while an asynchronous authentication was under way. */
@@ -357,7 +361,14 @@ export class StreamSession {
     if (head < replies.length && replies[head] !== undefined) {
       this.cork()
       do {
-        this.socket.send(replies[head] as string)
+        const reply = replies[head] as string
+        if (reply === 'OK' && this.corked && this.socket.sendOk !== undefined) {
+          // A batch acknowledges a run of frames: their OKs leave as one write, at uncork.
+          this.oks++
+        } else {
+          this.flushOks()
+          this.socket.send(reply)
+        }
         head++
       } while (head < replies.length && replies[head] !== undefined)
       if (head === replies.length) {
@@ -393,8 +404,17 @@ export class StreamSession {
   }
 
   private readonly uncork = (): void => {
+    this.flushOks()
     this.corked = false
     this.socket.uncork?.()
+  }
+
+  /** Sends the OKs counted while corked (before any other reply, the close frame included). */
+  private flushOks(): void {
+    if (this.oks === 0) return
+    const n = this.oks
+    this.oks = 0
+    if (this.state !== 'closed') this.socket.sendOk?.(n)
   }
 
   private closeWhenAnswered(code: number, reason: string): void {
@@ -412,6 +432,7 @@ export class StreamSession {
 
   private close(code: number, reason: string): void {
     if (this.state === 'closed') return
+    this.flushOks()
     this.state = 'closed'
     this.dropHeld()
     this.clearTimers()

@@ -107,12 +107,29 @@ function asBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
 // The reply almost every frame gets, encoded once.
 const OK = Buffer.from('OK')
 const TEXT = { binary: false }
+// The same as whole WebSocket frames (RFC 6455 5.2: FIN + text opcode, unmasked from a
+// server, length 2), OK_RUN of them in a row: a run of OKs is one write of a slice of this.
+const OK_RUN = 256
+const OK_FRAMES = Buffer.alloc(4 * OK_RUN)
+for (let i = 0; i < OK_RUN; i++) OK_FRAMES.set([0x81, 0x02, 0x4f, 0x4b], 4 * i)
 
-/** The protocol's view of a `ws` socket, with corking of the TCP socket underneath. */
+/**
+ * The protocol's view of a `ws` socket, with corking of the TCP socket underneath. Runs of
+ * OKs are written to the TCP socket as prepared frames, bypassing ws's sender: ws writes
+ * every frame to the socket as it is sent (no permessage-deflate here, src/ws/plugin.ts,
+ * and nothing but strings and Buffers is sent), so the order of replies is kept.
+ */
 function frameSocket(ws: WebSocket): FrameSocket {
   const tcp = (ws as unknown as { _socket?: Socket })._socket
   return {
     send: (data) => (data === 'OK' ? ws.send(OK, TEXT) : ws.send(data)),
+    sendOk: (count) => {
+      if (tcp === undefined || ws.readyState !== ws.OPEN) {
+        for (let i = 0; i < count; i++) ws.send(OK, TEXT)
+        return
+      }
+      for (let left = count; left > 0; left -= OK_RUN) tcp.write(OK_FRAMES.subarray(0, 4 * Math.min(left, OK_RUN)))
+    },
     close: (code, reason) => ws.close(code, reason),
     pause: () => ws.pause(),
     resume: () => ws.resume(),

@@ -113,6 +113,51 @@ describe('StreamSession', () => {
     expect(socket.sent).toEqual(['AUTH_SUCCESS', 'ERR busy: retry', expect.stringMatching(/^ERR line 1: /), 'OK'])
   })
 
+  it('sends the OKs of a burst with sendOk as one write at uncork, in order with the other replies', async () => {
+    class RunSocket extends FakeSocket {
+      runs: number[] = []
+      corks = 0
+      sendOk(count: number): void {
+        this.runs.push(count)
+        for (let i = 0; i < count; i++) this.send('OK')
+      }
+      cork(): void {
+        this.corks++
+      }
+      uncork(): void {
+        this.corks--
+      }
+    }
+    const socket = new RunSocket()
+    const batcher = new FakeBatcher()
+    const session = new TestSession(socket, {
+      authenticate: () => identity(),
+      batcher,
+      rewriter: new FrameRewriter(),
+      msUntilExpiry: () => 3_600_000,
+      authTimeoutMs: 10_000,
+      maxPendingFrames: 4096,
+      maxHeldBytes: 1 << 20,
+      log: { debug() {}, info() {}, warn() {} },
+    })
+    session.onFrame('$AUTH t')
+    for (const f of ['a v=1 1', 'b v=1 1', 'bad v=', 'c v=1 1', 'd v=1 1', 'e v=1 1']) session.onFrame(f)
+    batcher.ackAll()
+    // The OKs before the ERR go out before it; the last three wait for the uncork.
+    expect(socket.sent).toEqual(['AUTH_SUCCESS', 'OK', 'OK', expect.stringMatching(/^ERR line 1: /)])
+    expect(socket.corks).toBe(1)
+    await new Promise((resolve) => process.nextTick(resolve))
+    expect(socket.sent).toEqual(['AUTH_SUCCESS', 'OK', 'OK', expect.stringMatching(/^ERR line 1: /), 'OK', 'OK', 'OK'])
+    expect(socket.runs).toEqual([2, 3])
+    expect(socket.corks).toBe(0)
+    // A close after a burst: the OKs owed leave before the close frame.
+    session.onFrame('f v=1 1')
+    batcher.ackAll()
+    void session.shutdown()
+    expect(socket.sent.at(-1)).toBe('OK')
+    expect(socket.closed?.code).toBe(1001)
+  })
+
   it('refuses a frame that is not UTF-8 with the line it is on, and writes nothing of it', () => {
     const { socket, batcher, session } = start()
     session.onFrame('$AUTH t')
