@@ -78,8 +78,7 @@ const settle = async () => {
   for (let i = 0; i < 5; i++) await Promise.resolve()
 }
 
-function start(overrides: Partial<StreamSessionDeps> = {}) {
-  const socket = new FakeSocket()
+function start<S extends FakeSocket = FakeSocket>(overrides: Partial<StreamSessionDeps> = {}, socket: S = new FakeSocket() as S) {
   const batcher = new FakeBatcher()
   const session = new TestSession(socket, {
     authenticate: () => identity(),
@@ -128,18 +127,7 @@ describe('StreamSession', () => {
         this.corks--
       }
     }
-    const socket = new RunSocket()
-    const batcher = new FakeBatcher()
-    const session = new TestSession(socket, {
-      authenticate: () => identity(),
-      batcher,
-      rewriter: new FrameRewriter(),
-      msUntilExpiry: () => 3_600_000,
-      authTimeoutMs: 10_000,
-      maxPendingFrames: 4096,
-      maxHeldBytes: 1 << 20,
-      log: { debug() {}, info() {}, warn() {} },
-    })
+    const { socket, batcher, session } = start({}, new RunSocket())
     session.onFrame('$AUTH t')
     for (const f of ['a v=1 1', 'b v=1 1', 'bad v=', 'c v=1 1', 'd v=1 1', 'e v=1 1']) session.onFrame(f)
     batcher.ackAll()
