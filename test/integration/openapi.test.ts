@@ -206,7 +206,12 @@ describe('/docs (Swagger UI)', () => {
       expect(answer?.headers()['content-security-policy']).toContain("script-src 'self'")
       const count = operations(await getDoc(t)).length
       // Swagger UI draws one .opblock per operation once it has fetched and read /docs/json.
-      await page.waitForFunction(`document.querySelectorAll('.opblock').length === ${count}`, undefined, { timeout: 30_000 })
+      // A function, not a string: Playwright polls a string predicate with eval in the page,
+      // which this page's CSP refuses whenever the first check comes before the drawing.
+      type Page = { document: { querySelectorAll(selector: string): { length: number } } }
+      await page.waitForFunction((n) => (globalThis as unknown as Page).document.querySelectorAll('.opblock').length === n, count, {
+        timeout: 30_000,
+      })
       const violations = await page.evaluate<string[]>('window.violations ?? []')
       expect(violations).toEqual([])
       expect(problems).toEqual([])
