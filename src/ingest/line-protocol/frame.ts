@@ -251,7 +251,6 @@ export class FrameRewriter {
   private base = 0
   /** ` <default time>\n`, made once per frame that needs it. */
   private tail = new Uint8Array(24)
-  private tailLength = 0
 
   /** `fastPath: false` leaves every frame to the scanner (tests compare the two). */
   constructor(options: { fastPath?: boolean } = {}) {
@@ -341,13 +340,13 @@ export class FrameRewriter {
       const ts = L.tsStart
       if (ts < 0) {
         if (!tailReady) {
-          this.makeTail(typeof defaultTimeNs === 'string' ? defaultTimeNs : defaultTimeNs(), zeros)
+          this.tail = tailBytes(typeof defaultTimeNs === 'string' ? defaultTimeNs : defaultTimeNs(), zeros)
           tailReady = true
         }
         buf.copyWithin(w, base + fs, base + fe)
         w += fe - fs
         buf.set(this.tail, w)
-        w += this.tailLength
+        w += this.tail.length
       } else if (L.tsZeros === 0 && ts === fe + 1 && plainDigits(src, ts, L.tsEnd)) {
         // The common case: fields, one space and a timestamp as they stand.
         const te = L.tsEnd
@@ -392,10 +391,6 @@ export class FrameRewriter {
     this.buf = next
   }
 
-  private makeTail(defaultTimeNs: string, zeros: number): void {
-    this.tail = tailBytes(defaultTimeNs, zeros)
-    this.tailLength = this.tail.length
-  }
 
 }
 

@@ -743,7 +743,5 @@ function sameBytes(s: Uint8Array, a: number, b: number, len: number): boolean {
 
 /** s[a, b) as a string of one char per byte (for ASCII, and as a Map key for raw bytes). */
 function ascii(s: Uint8Array, a: number, b: number): string {
-  let out = ''
-  for (let i = a; i < b; i++) out += String.fromCharCode(s[i]!)
-  return out
+  return Buffer.from(s.buffer, s.byteOffset + a, b - a).toString('latin1')
 }
