@@ -118,6 +118,54 @@ describe('line protocol fast path (WebAssembly) against the scanner', () => {
     expect(taken).toBeGreaterThan(150)
   })
 
+  it('asks the key rules again for every line whose keys differ from the last checked line', () => {
+    // Lines of one frame that share their keys are where the fast path reuses the last
+    // verdict: each later line repeats the first one's keys or changes one of them by a
+    // byte (also past the 16th), its value's type, or into another key of the line.
+    const longName = fc.string({ unit: fc.constantFrom('a', 'b', '_', '\\ ', '\\,'), minLength: 1, maxLength: 40 })
+    const kinds = ['1.5', '2i', '3u', 't', '"s"']
+    const shape = fc.record({
+      tags: fc.array(longName, { maxLength: 4 }),
+      fields: fc.array(fc.tuple(longName, fc.nat(4)), { minLength: 1, maxLength: 4 }),
+    })
+    const change = fc.record({ what: fc.nat(4), which: fc.nat(7), other: fc.nat(7), at: fc.nat(40) })
+    fc.assert(
+      fc.property(shape, fc.array(change, { minLength: 1, maxLength: 6 }), (base, changes) => {
+        const lineOf = (tags: string[], fields: Array<[string, number]>) =>
+          `m${tags.map((k, i) => `,${k}=v${i}`).join('')} ${fields.map(([k, t]) => `${k}=${kinds[t]}`).join(',')} 1`
+        const lines = [lineOf(base.tags, base.fields)]
+        for (const c of changes) {
+          const tags = [...base.tags]
+          const fields = base.fields.map(([k, t]) => [k, t] as [string, number])
+          const f = c.which % fields.length
+          const g = c.other % fields.length
+          if (c.what === 1) {
+            const [k, t] = fields[f] as [string, number]
+            const i = c.at % k.length
+            fields[f] = [`${k.slice(0, i)}${k[i] === 'a' ? 'b' : 'a'}${k.slice(i + 1)}`, t]
+          } else if (c.what === 2) fields[f] = [(fields[f] as [string, number])[0], (c.at % 4) + 1]
+          else if (c.what === 3) fields[f] = [(fields[g] as [string, number])[0], c.at % 5]
+          else if (c.what === 4 && tags.length > 0) {
+            if (c.at % 2 === 0) tags[c.which % tags.length] = tags[c.other % tags.length] as string
+            else fields[f] = [tags[c.other % tags.length] as string, (fields[f] as [string, number])[1]]
+          }
+          lines.push(lineOf(tags, fields))
+        }
+        const src = Buffer.from(lines.join('\n'))
+        expect(run(fast, src, TAGGING, 'ns')).toEqual(run(scanner, src, TAGGING, 'ns'))
+      }),
+      { numRuns: 1000 },
+    )
+    // The same keys in another order are other keys to the fast path, and still fine.
+    const swapped = Buffer.from('m,a=1,b=2 x=1,y=2 1\nm,b=1,a=2 y=1,x=2 2\nm,b=1,b=2 y=1,x=2 3')
+    expect(run(fast, swapped, TAGGING, 'ns')).toEqual(run(scanner, swapped, TAGGING, 'ns'))
+    expect(run(scanner, swapped, TAGGING, 'ns').error).toMatch(/^3: /)
+    // A field repeated with its type is fine; the same keys with another type are not.
+    const retyped = Buffer.from('m a=1,a=2 1\nm a=1,a=2i 2')
+    expect(run(fast, retyped, TAGGING, 'ns')).toEqual(run(scanner, retyped, TAGGING, 'ns'))
+    expect(run(scanner, retyped, TAGGING, 'ns').error).toMatch(/^2: /)
+  })
+
   it('takes plain ASCII frames at every explicit precision, with and without timestamps', () => {
     const body = Buffer.from(
       ['cpu,host=a\\ b,region=us-west usage=98.2,n=3i,u=4u,ok=t,s="x \\"y\\"" 1700000000', 'm f=1', '', '# c', 'm,t=1  f=-1.5e-3   -12\r'].join('\n'),

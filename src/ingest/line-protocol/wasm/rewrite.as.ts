@@ -50,6 +50,13 @@ const TKE: usize = memory.data(4 * MAX_KEYS)
 const FKS: usize = memory.data(4 * MAX_KEYS)
 const FKE: usize = memory.data(4 * MAX_KEYS)
 const FKIND: usize = memory.data(MAX_KEYS)
+// The same for the last line keysOk passed in this call: a line with the very same keys
+// (bytes and field kinds) would get the same verdict, so it is not asked again.
+const PTKS: usize = memory.data(4 * MAX_KEYS)
+const PTKE: usize = memory.data(4 * MAX_KEYS)
+const PFKS: usize = memory.data(4 * MAX_KEYS)
+const PFKE: usize = memory.data(4 * MAX_KEYS)
+const PFKIND: usize = memory.data(MAX_KEYS)
 
 // Data lines of the last successful rewrite, where the caller reads them (no call needed).
 const LINES_OUT: usize = memory.data(4, 4)
@@ -150,9 +157,41 @@ export function linesAt(): i32 {
   return end
 }
 
+/** Whether [a, a + len) and [b, b + len) hold the same bytes; reads up to 15 bytes past both. */
 function sameBytes(a: i32, b: i32, len: i32): bool {
-  for (let j = 0; j < len; j++) if (at(a + j) != at(b + j)) return false
+  for (let k = 0; k < len; k += 16) {
+    const differ = ~i8x16.bitmask(i8x16.eq(v128.load(<usize>(a + k)), v128.load(<usize>(b + k)))) & 0xffff
+    const rest = len - k
+    if ((rest >= 16 ? differ : differ & ((1 << rest) - 1)) != 0) return false
+  }
   return true
+}
+
+/** Whether the current line's keys are those of the last line keysOk passed (nPrev keys). */
+function sameKeys(nTags: i32, nFields: i32, pTags: i32, pFields: i32): bool {
+  if (nTags != pTags || nFields != pFields) return false
+  for (let a = 0; a < nTags; a++) {
+    const ks = load<i32>(TKS + 4 * a)
+    const ps = load<i32>(PTKS + 4 * a)
+    const len = load<i32>(TKE + 4 * a) - ks
+    if (load<i32>(PTKE + 4 * a) - ps != len || !sameBytes(ks, ps, len)) return false
+  }
+  for (let a = 0; a < nFields; a++) {
+    const ks = load<i32>(FKS + 4 * a)
+    const ps = load<i32>(PFKS + 4 * a)
+    const len = load<i32>(FKE + 4 * a) - ks
+    if (load<i32>(PFKE + 4 * a) - ps != len || load<u8>(FKIND + a) != load<u8>(PFKIND + a) || !sameBytes(ks, ps, len)) return false
+  }
+  return true
+}
+
+/** Remembers the current line's keys as the last ones keysOk passed. */
+function keepKeys(nTags: i32, nFields: i32): void {
+  memory.copy(PTKS, TKS, 4 * nTags)
+  memory.copy(PTKE, TKE, 4 * nTags)
+  memory.copy(PFKS, FKS, 4 * nFields)
+  memory.copy(PFKE, FKE, 4 * nFields)
+  memory.copy(PFKIND, FKIND, nFields)
 }
 
 @inline function isTime(p: i32, len: i32): bool {
@@ -191,9 +230,36 @@ function exceeds(p: i32, b: i32, zeros: i32, limit: usize): bool {
   return c == COMMA || c == SPACE
 }
 
-/** A numeric field value from a; its end, or BAIL. Sets numberKind (1 float, 2 int, 3 uint). */
+/**
+ * A numeric field value from a; its end, or BAIL. Sets numberKind (1 float, 2 int, 3 uint).
+ * A plain decimal (digits, an optional `.` and digits) within 16 bytes is read from one
+ * 16-byte load; anything else (a suffix, an exponent, a longer number) goes the long way.
+ */
 let numberKind: u8 = 0
 function number(a: i32, end: i32): i32 {
+  const p = at(a) == MINUS ? a + 1 : a
+  const room = end - p
+  if (room > 0) {
+    let dm = i8x16.bitmask(i8x16.lt_u(i8x16.sub(v128.load(<usize>p), i8x16.splat(ZERO)), i8x16.splat(10)))
+    if (room < 16) dm &= (1 << room) - 1
+    const nd = ctz(~dm)
+    if (nd > 0 && nd < 16 && endsValue(p + nd, end)) {
+      numberKind = 1
+      return p + nd
+    }
+    if (nd < 15 && at(p + nd) == DOT && p + nd < end) {
+      const nf = ctz(~(dm >> (nd + 1)))
+      const q = p + nd + 1 + nf
+      if (nd + 1 + nf < 16 && nd + nf > 0 && endsValue(q, end)) {
+        numberKind = 1
+        return q
+      }
+    }
+  }
+  return longNumber(a, end)
+}
+
+function longNumber(a: i32, end: i32): i32 {
   const neg = at(a) == MINUS
   let p = neg ? a + 1 : a
   const intStart = p
@@ -332,6 +398,9 @@ export function rewrite(
   let w = out
   const wEnd = out + outCap
   let count = 0
+  // Keys of the last line keysOk passed in this call (-1: none yet).
+  let pTags = -1
+  let pFields = -1
   for (let ls = src; ls < frameEnd; ) {
     const nl = lineEnd(ls, frameEnd)
     const end = nl > ls && at(nl - 1) == CR ? nl - 1 : nl
@@ -426,7 +495,12 @@ export function rewrite(
       while (i < end && at(i) == SPACE) i++
       if (i < end) return BAIL
     }
-    if (!keysOk(nTags, nFields, resP, resN)) return BAIL
+    if (!sameKeys(nTags, nFields, pTags, pFields)) {
+      if (!keysOk(nTags, nFields, resP, resN)) return BAIL
+      keepKeys(nTags, nFields)
+      pTags = nTags
+      pFields = nFields
+    }
 
     // The line is valid: write it.
     if (w + (nl - ls) + growth > wEnd) return NEED_ROOM
