@@ -5,6 +5,7 @@ import {
   gatewayRun,
   percent,
   row,
+  SECRET,
   startProc,
   wsLoad,
   type Ctx,
@@ -29,11 +30,13 @@ export function onGateway(load: WsLoadOptions, gw: Gateway): WsLoadOptions {
 }
 
 /**
- * The three runs every /time-series scenario starts with, on the same load: `ceiling`
- * (the do-nothing ws server), `naive` (BATCH_MAX_LINES=1: one sink write per frame, as the
- * Go original) and `gateway` (defaults), into a sink answering at once; then `more`, while
- * those servers are still up. The gateway row gets its ratio to naive and its share of
- * the ceiling.
+ * The four runs every /time-series scenario starts with, on the same load: `ceiling`
+ * (the do-nothing ws server), `naive` (the naive design of DESIGN.md as its own server,
+ * bench/servers/naive-ts.ts: per connection one awaited sink write per frame, then OK, as
+ * the Go original), `unbatched` (the gateway with BATCH_MAX_LINES=1: its own byte path and
+ * pipelining, without group commit) and `gateway` (defaults), all into a sink answering at
+ * once; then `more`, while those servers are still up. The gateway row gets its ratio to
+ * naive, to unbatched, and its share of the ceiling.
  */
 export async function ceilingNaiveGateway(
   ctx: Ctx,
@@ -48,11 +51,24 @@ export async function ceilingNaiveGateway(
     ctx.log(`${name}: ceiling (do-nothing ws server)`)
     rows.push(row(name, 'ceiling', await baselineLoad(ctx, `${name} ceiling`, () => wsLoad(ctx, `ws://127.0.0.1:${ok.hello.port}`, load))))
     const influx = { INFLUXDB_URL: `http://127.0.0.1:${sink.hello.port}`, INFLUXDB_DATABASE: 'bench' }
-    ctx.log(`${name}: naive (BATCH_MAX_LINES=1)`)
-    const naive = await gatewayRun(ctx, `${name}-naive`, { ...influx, BATCH_MAX_LINES: '1', BATCH_MAX_INFLIGHT: '64' }, (gw) =>
+    ctx.log(`${name}: naive (one awaited sink write per frame, its own server)`)
+    const naive = await startProc([
+      '--import',
+      'tsx',
+      'bench/servers/naive-ts.ts',
+      JSON.stringify({ secret: SECRET, sink: influx.INFLUXDB_URL, database: influx.INFLUXDB_DATABASE }),
+    ])
+    try {
+      const url = `ws://127.0.0.1:${naive.hello.port}`
+      rows.push(row(name, 'naive', await baselineLoad(ctx, `${name} naive`, () => wsLoad(ctx, url, { ...load, cpuOf: { gateway: naive.pid } }))))
+    } finally {
+      await naive.stop()
+    }
+    ctx.log(`${name}: unbatched (the gateway with BATCH_MAX_LINES=1)`)
+    const unbatched = await gatewayRun(ctx, `${name}-unbatched`, { ...influx, BATCH_MAX_LINES: '1', BATCH_MAX_INFLIGHT: '64' }, (gw) =>
       wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, onGateway(load, gw)),
     )
-    rows.push(row(name, 'naive', naive.result, naive.stats))
+    rows.push(row(name, 'unbatched', unbatched.result, unbatched.stats))
     ctx.log(`${name}: gateway (defaults)`)
     const batched = await gatewayRun(ctx, `${name}-gateway`, influx, (gw) =>
       wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, onGateway(load, gw)),
@@ -64,6 +80,7 @@ export async function ceilingNaiveGateway(
     await ok.stop()
   }
   compare(rows, 'gateway', 'naive')
+  compare(rows, 'gateway', 'unbatched', { further: true })
   const ceiling = rows.find((r) => r.variant === 'ceiling')
   const gw = rows.find((r) => r.variant === 'gateway')
   if (ceiling && gw) addNote(gw, `${percent(gw.lines_per_s, ceiling.lines_per_s)} % of the ceiling`)
