@@ -409,3 +409,65 @@ export function percent(part: number | null, whole: number | null): number | nul
   if (part === null || !whole) return null
   return Number(((100 * part) / whole).toFixed(1))
 }
+
+/**
+ * Runs the measurements of `runs` in turn, `passes` times over (A B A B ... for two), and
+ * returns one row for each: the mean of its passes (lines/s, latency, CPU; errors added,
+ * peak RSS and other CPU the largest), with each pass's lines/s in extra.passes. The host's
+ * speed drifts during a run; alternating puts a variant and its baseline under the same
+ * drift, where measuring each once can move their ratio by 0.1.
+ */
+export async function alternating(ctx: Ctx, passes: number, runs: Array<() => Promise<Row>>): Promise<Row[]> {
+  const got: Row[][] = runs.map(() => [])
+  for (let p = 0; p < passes; p++) {
+    for (let i = 0; i < runs.length; i++) {
+      if (passes > 1) ctx.log(`  pass ${p + 1} of ${passes}`)
+      ;(got[i] as Row[]).push(await (runs[i] as () => Promise<Row>)())
+    }
+  }
+  return got.map(mergePasses)
+}
+
+function mergePasses(rs: Row[]): Row {
+  const first = rs[0] as Row
+  if (rs.length === 1) return first
+  const mean = (pick: (r: Row) => number | null | undefined, digits: number): number | null => {
+    const xs = rs.map(pick)
+    if (xs.some((x) => x === null || x === undefined)) return null
+    return Number(((xs as number[]).reduce((a, b) => a + b, 0) / xs.length).toFixed(digits))
+  }
+  const most = (pick: (r: Row) => number | null): number | null => {
+    const xs = rs.map(pick).filter((x): x is number => x !== null)
+    return xs.length === 0 ? null : Math.max(...xs)
+  }
+  const optional = (x: number | null) => (x === null ? undefined : x)
+  const merged: Row = {
+    ...(rs[rs.length - 1] as Row),
+    lines_per_s: mean((r) => r.lines_per_s, 0),
+    frames_per_s: mean((r) => r.frames_per_s, 0),
+    p50_ms: mean((r) => r.p50_ms, 3),
+    p99_ms: mean((r) => r.p99_ms, 3),
+    gateway_cpu_s: mean((r) => r.gateway_cpu_s, 2),
+    gateway_peak_rss_mb: most((r) => r.gateway_peak_rss_mb),
+    errors: rs.reduce((n, r) => n + r.errors, 0),
+    other_cpu_pct: most((r) => r.other_cpu_pct),
+    extra: { ...rs[rs.length - 1]?.extra, passes: rs.map((r) => r.lines_per_s) },
+  }
+  const cpu = optional(mean((r) => r.cpu_ns_per_line, 0))
+  const processCpu = optional(mean((r) => r.process_cpu_ns_per_line, 0))
+  const vmCpu = optional(mean((r) => r.vm_cpu_ns_per_line, 0))
+  if (cpu === undefined) delete merged.cpu_ns_per_line
+  else merged.cpu_ns_per_line = cpu
+  if (processCpu === undefined) delete merged.process_cpu_ns_per_line
+  else merged.process_cpu_ns_per_line = processCpu
+  if (vmCpu === undefined) delete merged.vm_cpu_ns_per_line
+  else merged.vm_cpu_ns_per_line = vmCpu
+  const notes = [...new Set(rs.map((r) => r.note).filter((n): n is string => n !== undefined && n !== ''))]
+  merged.note = [`mean of ${rs.length} passes, alternating with its baseline (${rs.map((r) => fmtInt(r.lines_per_s)).join(', ')} lines/s)`, ...notes]
+    .join('; ')
+  return merged
+}
+
+function fmtInt(x: number | null): string {
+  return x === null ? '-' : Math.round(x).toLocaleString('en-US')
+}
