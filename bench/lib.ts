@@ -440,7 +440,6 @@ function mergePasses(rs: Row[]): Row {
     const xs = rs.map(pick).filter((x): x is number => x !== null)
     return xs.length === 0 ? null : Math.max(...xs)
   }
-  const optional = (x: number | null) => (x === null ? undefined : x)
   const merged: Row = {
     ...(rs[rs.length - 1] as Row),
     lines_per_s: mean((r) => r.lines_per_s, 0),
@@ -453,15 +452,11 @@ function mergePasses(rs: Row[]): Row {
     other_cpu_pct: most((r) => r.other_cpu_pct),
     extra: { ...rs[rs.length - 1]?.extra, passes: rs.map((r) => r.lines_per_s) },
   }
-  const cpu = optional(mean((r) => r.cpu_ns_per_line, 0))
-  const processCpu = optional(mean((r) => r.process_cpu_ns_per_line, 0))
-  const vmCpu = optional(mean((r) => r.vm_cpu_ns_per_line, 0))
-  if (cpu === undefined) delete merged.cpu_ns_per_line
-  else merged.cpu_ns_per_line = cpu
-  if (processCpu === undefined) delete merged.process_cpu_ns_per_line
-  else merged.process_cpu_ns_per_line = processCpu
-  if (vmCpu === undefined) delete merged.vm_cpu_ns_per_line
-  else merged.vm_cpu_ns_per_line = vmCpu
+  for (const key of ['cpu_ns_per_line', 'process_cpu_ns_per_line', 'vm_cpu_ns_per_line'] as const) {
+    const x = mean((r) => r[key], 0)
+    if (x === null) delete merged[key]
+    else merged[key] = x
+  }
   const notes = [...new Set(rs.map((r) => r.note).filter((n): n is string => n !== undefined && n !== ''))]
   merged.note = [`mean of ${rs.length} passes, alternating with its baseline (${rs.map((r) => fmtInt(r.lines_per_s)).join(', ')} lines/s)`, ...notes]
     .join('; ')

@@ -130,11 +130,15 @@ export function linesAt(): i32 {
   return end
 }
 
+/** The digits among the 16 bytes at p, as a bit mask. */
+@inline function digitMask(p: i32): i32 {
+  return i8x16.bitmask(i8x16.lt_u(i8x16.sub(v128.load(<usize>p), i8x16.splat(ZERO)), i8x16.splat(10)))
+}
+
 /** The end of the digits from i (at most end), 16 bytes at a time. */
 @inline function digits(i: i32, end: i32): i32 {
   while (i < end) {
-    const v = v128.load(<usize>i)
-    const m = ~i8x16.bitmask(i8x16.lt_u(i8x16.sub(v, i8x16.splat(ZERO)), i8x16.splat(10))) & 0xffff
+    const m = ~digitMask(i) & 0xffff
     if (m != 0) {
       const j = i + ctz(m)
       return j < end ? j : end
@@ -167,22 +171,22 @@ function sameBytes(a: i32, b: i32, len: i32): bool {
   return true
 }
 
-/** Whether the current line's keys are those of the last line keysOk passed (nPrev keys). */
-function sameKeys(nTags: i32, nFields: i32, pTags: i32, pFields: i32): bool {
-  if (nTags != pTags || nFields != pFields) return false
-  for (let a = 0; a < nTags; a++) {
-    const ks = load<i32>(TKS + 4 * a)
-    const ps = load<i32>(PTKS + 4 * a)
-    const len = load<i32>(TKE + 4 * a) - ks
-    if (load<i32>(PTKE + 4 * a) - ps != len || !sameBytes(ks, ps, len)) return false
-  }
-  for (let a = 0; a < nFields; a++) {
-    const ks = load<i32>(FKS + 4 * a)
-    const ps = load<i32>(PFKS + 4 * a)
-    const len = load<i32>(FKE + 4 * a) - ks
-    if (load<i32>(PFKE + 4 * a) - ps != len || load<u8>(FKIND + a) != load<u8>(PFKIND + a) || !sameBytes(ks, ps, len)) return false
+/** Whether the n keys at (starts, ends) hold the bytes of the n at (pStarts, pEnds). */
+function sameSpans(starts: usize, ends: usize, pStarts: usize, pEnds: usize, n: i32): bool {
+  for (let a = 0; a < n; a++) {
+    const ks = load<i32>(starts + 4 * a)
+    const ps = load<i32>(pStarts + 4 * a)
+    const len = load<i32>(ends + 4 * a) - ks
+    if (load<i32>(pEnds + 4 * a) - ps != len || !sameBytes(ks, ps, len)) return false
   }
   return true
+}
+
+/** Whether the current line's keys (and field kinds) are those of the last line keysOk passed. */
+function sameKeys(nTags: i32, nFields: i32, pTags: i32, pFields: i32): bool {
+  if (nTags != pTags || nFields != pFields) return false
+  for (let a = 0; a < nFields; a++) if (load<u8>(FKIND + a) != load<u8>(PFKIND + a)) return false
+  return sameSpans(TKS, TKE, PTKS, PTKE, nTags) && sameSpans(FKS, FKE, PFKS, PFKE, nFields)
 }
 
 /** Remembers the current line's keys as the last ones keysOk passed. */
@@ -240,7 +244,7 @@ function number(a: i32, end: i32): i32 {
   const p = at(a) == MINUS ? a + 1 : a
   const room = end - p
   if (room > 0) {
-    let dm = i8x16.bitmask(i8x16.lt_u(i8x16.sub(v128.load(<usize>p), i8x16.splat(ZERO)), i8x16.splat(10)))
+    let dm = digitMask(p)
     if (room < 16) dm &= (1 << room) - 1
     const nd = ctz(~dm)
     if (nd > 0 && nd < 16 && endsValue(p + nd, end)) {
