@@ -52,4 +52,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
 # Exec form: node is PID 1 and gets SIGTERM itself (a shell or npm in between would not pass
 # it on), so `docker stop` starts the graceful drain of SHUTDOWN_GRACE_MS. Give the
 # container a longer stop timeout than that (compose: stop_grace_period).
-CMD ["node", "dist/main.js"]
+CMD ["node", "--initial-old-space-size=128", "dist/main.js"]

@@ -43,6 +43,9 @@ export interface Row {
   cpu_ns_per_line?: number
   process_cpu_ns_per_line?: number
   vm_cpu_ns_per_line?: number
+  /** CPU per line of the sink that answers at once and of the load generator (Tally.window). */
+  sink_cpu_ns_per_line?: number
+  load_cpu_ns_per_line?: number
   note?: string
   /** Scenario-specific figures (target rate, RSS per connection, sink row counts...). */
   extra?: Record<string, unknown>
@@ -293,6 +296,12 @@ export function row(scenario: string, variant: string, r: LoadResult & { attempt
     cpu_ns_per_line: ns(cpu?.gateway?.main_s),
     process_cpu_ns_per_line: ns(cpu?.gateway?.process_s),
     vm_cpu_ns_per_line: ns(cpu?.victoria?.process_s),
+    sink_cpu_ns_per_line: ns(cpu?.sink?.process_s),
+    load_cpu_ns_per_line: ns(cpu?.load?.process_s),
+  }
+  if (perLine.sink_cpu_ns_per_line !== undefined) notes.push(`sink ${perLine.sink_cpu_ns_per_line} ns/line`)
+  if (perLine.load_cpu_ns_per_line !== undefined && perLine.cpu_ns_per_line !== undefined) {
+    notes.push(`load generator ${perLine.load_cpu_ns_per_line} ns/line`)
   }
   return {
     scenario,
@@ -452,7 +461,7 @@ function mergePasses(rs: Row[]): Row {
     other_cpu_pct: most((r) => r.other_cpu_pct),
     extra: { ...rs[rs.length - 1]?.extra, passes: rs.map((r) => r.lines_per_s) },
   }
-  for (const key of ['cpu_ns_per_line', 'process_cpu_ns_per_line', 'vm_cpu_ns_per_line'] as const) {
+  for (const key of ['cpu_ns_per_line', 'process_cpu_ns_per_line', 'vm_cpu_ns_per_line', 'sink_cpu_ns_per_line', 'load_cpu_ns_per_line'] as const) {
     const x = mean((r) => r[key], 0)
     if (x === null) delete merged[key]
     else merged[key] = x

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { GATEWAY_NODE_FLAGS } from './gateway-flags.js'
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url))
 export const SECRET = 'bench-secret-bench-secret-bench-secret-0001'
@@ -212,6 +213,7 @@ export async function startGateway(env: Record<string, string>, o: GatewayOption
   if (o.cpuProf) mkdirSync(profDir, { recursive: true })
   const proc = await startProc(
     [
+      ...GATEWAY_NODE_FLAGS,
       ...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${o.profileName ?? 'gateway'}.cpuprofile`] : []),
       'dist/main.js',
     ],

@@ -7,15 +7,19 @@
 import { cpuTimes, type CpuTimes } from '../machine.js'
 
 /** Processes whose CPU over the measured window is reported, by role. */
-export type CpuOf = Partial<Record<'gateway' | 'victoria', number>>
+export type CpuOf = Partial<Record<'gateway' | 'victoria' | 'sink', number>>
 
 /**
  * CPU seconds over the measured window, by role (a process that could not be read is left
  * out). The main thread only of the gateway: victoria-metrics (Go) works on many threads.
+ * `sink`: the sink that answers at once; `load`: the load generator itself. With them a
+ * row says what the rest of the machine spent per line beside the server under load.
  */
 export interface WindowCpu {
   gateway?: { main_s: number; process_s: number }
   victoria?: { process_s: number }
+  sink?: { process_s: number }
+  load?: { process_s: number }
 }
 
 const MAX_SAMPLES = 2_000_000
@@ -53,16 +57,20 @@ export class Tally {
     await new Promise((r) => setTimeout(r, warmupMs))
     this.measuring = true
     const cpuBefore = readCpu(cpuOf)
+    const loadBefore = process.cpuUsage()
     const started = performance.now()
     await new Promise((r) => setTimeout(r, durationMs))
     this.measuring = false
     const seconds = (performance.now() - started) / 1000
+    const load = process.cpuUsage(loadBefore)
     const cpuAfter = readCpu(cpuOf)
-    const { gateway: g0, victoria: v0 } = cpuBefore
-    const { gateway: g1, victoria: v1 } = cpuAfter
+    const { gateway: g0, victoria: v0, sink: s0 } = cpuBefore
+    const { gateway: g1, victoria: v1, sink: s1 } = cpuAfter
     this.cpu = {
       ...(g0 && g1 ? { gateway: { main_s: round2(g1.mainS - g0.mainS), process_s: round2(g1.processS - g0.processS) } } : {}),
       ...(v0 && v1 ? { victoria: { process_s: round2(v1.processS - v0.processS) } } : {}),
+      ...(s0 && s1 ? { sink: { process_s: round2(s1.processS - s0.processS) } } : {}),
+      load: { process_s: round2((load.user + load.system) / 1e6) },
     }
     return seconds
   }

@@ -25,7 +25,7 @@ const GZIP1 = 'gateway→victoria gzip1'
 
 export async function run(ctx: Ctx): Promise<Row[]> {
   const load = { connections: 16, inflight: 4, linesPerFrame: 1000 }
-  const rows = await ceilingNaiveGateway(ctx, name, load)
+  const rows = await ceilingNaiveGateway(ctx, name, load, undefined, { passThrough: 'each' })
 
   if (victoriaBinary() === null) {
     for (const variant of [DIRECT, 'gateway→victoria', GZIP1]) rows.push(emptyRow(name, variant, 'victoria-metrics not installed'))

@@ -4,7 +4,9 @@ import { ceilingNaiveGateway, onGateway } from './baselines.js'
 /**
  * /time-series, 1 line per frame, 64 connections x 64 frames in flight, into a sink that
  * answers at once. Baselines: the naive design (one sink write per frame, as the Go
- * original did) and the do-nothing ws server (the ceiling of this machine). Then the
+ * original did), the do-nothing ws server (the ceiling of this machine) and the
+ * pass-through with group commit (frames forwarded unread, one write at a time of all
+ * gathered: about the most a server that hands them to the sink can reach). Then the
  * gateway again, paced at half the rate its `gateway` variant reached in this run: the
  * ack latency below saturation (DESIGN: p99 < 10 ms at half the maximum rate), and the
  * do-nothing server at that same rate: the latency the load generator and the machine
@@ -39,5 +41,5 @@ export async function run(ctx: Ctx): Promise<Row[]> {
     f.extra = { ...f.extra, target_frames_per_s: rate, skipped_frames: floor.skipped ?? 0 }
     addNote(f, `latency floor of the setup at ${rate.toLocaleString('en-US')} frames/s`)
     rows.push(f)
-  })
+  }, { passThrough: 'group' })
 }

@@ -8,7 +8,16 @@
  * sends by default). It validates nothing, so its cost per line is a floor for any server
  * built this way. Its replies are corked per tick like the ceiling's (ok-ws.ts).
  *
- * argv[2]: JSON {secret, sink: "http://host:port", database}. Prints {"port"} once
+ * Two more modes measure what this machine allows any server that hands every line to the
+ * sink over HTTP, beside the load generator and the sink (no such server does less):
+ * - `forward`, the pass-through: each frame's bytes go to the sink as they arrived (no
+ *   decoding, no tags, no checks), one awaited write per frame as above;
+ * - `forward-group`, the same with group commit: the frames of every connection are
+ *   gathered while a write is under way and go out as the next write, one at a time, and
+ *   each frame is answered when its write is done (so each connection's replies keep
+ *   their order).
+ *
+ * argv[2]: JSON {secret, sink: "http://host:port", database, mode?}. Prints {"port"} once
  * listening.
  */
 import { Agent, request } from 'node:http'
@@ -16,11 +25,16 @@ import type { Socket } from 'node:net'
 import jwt from 'jsonwebtoken'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 
-const { secret, sink, database } = JSON.parse(process.argv[2] ?? '{}') as { secret: string; sink: string; database: string }
+const { secret, sink, database, mode = 'naive' } = JSON.parse(process.argv[2] ?? '{}') as {
+  secret: string
+  sink: string
+  database: string
+  mode?: 'naive' | 'forward' | 'forward-group'
+}
 const target = new URL(`/api/v3/write_lp?db=${encodeURIComponent(database)}&precision=nanosecond`, sink)
 const agent = new Agent({ keepAlive: true, maxSockets: 256 })
 
-function write(body: string): Promise<void> {
+function write(body: string | Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = request(
       target,
@@ -45,6 +59,34 @@ function tagged(frame: string, tags: string): string {
   return out.join('\n')
 }
 
+/** forward-group: the frames waiting for the next write, and their replies. */
+let gathered: Buffer[] = []
+let waiting: Array<(text: string) => void> = []
+let writing = false
+
+function gather(frame: Buffer, reply: (text: string) => void): void {
+  gathered.push(frame)
+  waiting.push(reply)
+  if (!writing) writeGathered()
+}
+
+function writeGathered(): void {
+  const body = Buffer.concat(gathered)
+  const replies = waiting
+  gathered = []
+  waiting = []
+  writing = true
+  const done = (text: string) => {
+    for (const reply of replies) reply(text)
+    writing = false
+    if (waiting.length > 0) writeGathered()
+  }
+  write(body).then(
+    () => done('OK'),
+    (e: unknown) => done(`ERR ${(e as Error).message}`),
+  )
+}
+
 const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 16 << 20 })
 wss.on('connection', (ws: WebSocket) => {
   const tcp = (ws as unknown as { _socket?: Socket })._socket
@@ -64,6 +106,15 @@ wss.on('connection', (ws: WebSocket) => {
   let tags: string | undefined
   let queue = Promise.resolve()
   const handle = async (data: RawData) => {
+    if (tags !== undefined && mode === 'forward') {
+      try {
+        await write(data as Buffer)
+        reply('OK')
+      } catch (e) {
+        reply(`ERR ${(e as Error).message}`)
+      }
+      return
+    }
     const text = data.toString()
     if (tags === undefined) {
       try {
@@ -84,7 +135,8 @@ wss.on('connection', (ws: WebSocket) => {
     }
   }
   ws.on('message', (data) => {
-    queue = queue.then(() => handle(data))
+    if (tags !== undefined && mode === 'forward-group') gather(data as Buffer, reply)
+    else queue = queue.then(() => handle(data))
   })
 })
 wss.on('listening', () => {

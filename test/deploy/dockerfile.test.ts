@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { DockerfileParser, type Instruction } from 'dockerfile-ast'
 import { afterEach, describe, expect, it } from 'vitest'
+import { GATEWAY_NODE_FLAGS } from '../../bench/gateway-flags.js'
 import { REPO_ROOT } from '../helpers/process.js'
 import { isPinnedImage } from './image-ref.js'
 
@@ -117,7 +118,10 @@ describe('Dockerfile', () => {
   it('starts node itself in exec form, on the file `npm run build` produces', () => {
     const cmds = of(final, 'CMD')
     expect(cmds).toHaveLength(1)
-    expect(jsonForm(cmds[0]!)).toEqual(['node', 'dist/main.js'])
+    expect(jsonForm(cmds[0]!)).toEqual(['node', ...GATEWAY_NODE_FLAGS, 'dist/main.js'])
+    // npm start runs the gateway with the same V8 flags (and so does the bench).
+    const start = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+    expect(start).toContain(['node', ...GATEWAY_NODE_FLAGS, 'dist/main.js'].join(' '))
     // An ENTRYPOINT would run before node (a shell form one would keep SIGTERM from it).
     expect(of(final, 'ENTRYPOINT')).toHaveLength(0)
     expect(of(final, 'WORKDIR').length).toBeGreaterThan(0)
