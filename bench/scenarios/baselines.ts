@@ -29,10 +29,16 @@ export interface BaselineServers {
   batched: LoadResult
 }
 
-/** `load` with the gateway's CPU over the measured window reported (Row.cpu_ns_per_line). */
-export function onGateway(load: WsLoadOptions, gw: Gateway): WsLoadOptions {
-  return { ...load, cpuOf: { gateway: gw.pid } }
+/** `load` with the gateway's CPU (and the sink's, given its pid) over the measured window reported (Row.cpu_ns_per_line). */
+export function onGateway(load: WsLoadOptions, gw: Gateway, sinkPid?: number): WsLoadOptions {
+  return { ...load, cpuOf: sinkPid === undefined ? { gateway: gw.pid } : { gateway: gw.pid, sink: sinkPid } }
 }
+
+/** The pass-throughs of ceilingNaiveGateway: their variant, naive-ts.ts mode and what the log says. */
+const PASS_THROUGHS = {
+  each: { variant: PASS_THROUGH, mode: 'forward', what: "each frame's bytes to the sink unchanged, one awaited write per frame" },
+  group: { variant: PASS_THROUGH_GROUP, mode: 'forward-group', what: "the frames' bytes to the sink unchanged, one write at a time of all gathered" },
+} as const
 
 /**
  * The four runs every /time-series scenario starts with, on the same load: `ceiling`
@@ -56,6 +62,7 @@ export async function ceilingNaiveGateway(
   opts: { passThrough?: 'each' | 'group' } = {},
 ): Promise<Row[]> {
   const rows: Row[] = []
+  const pass = opts.passThrough === undefined ? undefined : PASS_THROUGHS[opts.passThrough]
   const sink = await startProc(['--import', 'tsx', 'bench/servers/null-influx.ts'])
   const ok = await startProc(['--import', 'tsx', 'bench/servers/ok-ws.ts'])
   try {
@@ -79,21 +86,18 @@ export async function ceilingNaiveGateway(
       }
     }
     await naiveServer('naive', 'naive')
-    if (opts.passThrough === 'each') {
-      ctx.log(`${name}: ${PASS_THROUGH} (each frame's bytes to the sink unchanged, one awaited write per frame)`)
-      await naiveServer(PASS_THROUGH, 'forward')
-    } else if (opts.passThrough === 'group') {
-      ctx.log(`${name}: ${PASS_THROUGH_GROUP} (the frames' bytes to the sink unchanged, one write at a time of all gathered)`)
-      await naiveServer(PASS_THROUGH_GROUP, 'forward-group')
+    if (pass !== undefined) {
+      ctx.log(`${name}: ${pass.variant} (${pass.what})`)
+      await naiveServer(pass.variant, pass.mode)
     }
     ctx.log(`${name}: unbatched (the gateway with BATCH_MAX_LINES=1)`)
     const unbatched = await gatewayRun(ctx, `${name}-unbatched`, { ...influx, BATCH_MAX_LINES: '1', BATCH_MAX_INFLIGHT: '64' }, (gw) =>
-      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, { ...load, cpuOf: { gateway: gw.pid, sink: sink.pid } }),
+      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, onGateway(load, gw, sink.pid)),
     )
     rows.push(row(name, 'unbatched', unbatched.result, unbatched.stats))
     ctx.log(`${name}: gateway (defaults)`)
     const batched = await gatewayRun(ctx, `${name}-gateway`, influx, (gw) =>
-      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, { ...load, cpuOf: { gateway: gw.pid, sink: sink.pid } }),
+      wsLoad(ctx, `ws://127.0.0.1:${gw.port}/time-series`, onGateway(load, gw, sink.pid)),
     )
     rows.push(row(name, 'gateway', batched.result, batched.stats))
     await more(rows, { okPort: ok.hello.port as number, influx, batched: batched.result })
@@ -103,9 +107,7 @@ export async function ceilingNaiveGateway(
   }
   compare(rows, 'gateway', 'naive')
   compare(rows, 'gateway', 'unbatched', { further: true })
-  if (opts.passThrough !== undefined) {
-    compare(rows, 'gateway', opts.passThrough === 'each' ? PASS_THROUGH : PASS_THROUGH_GROUP, { further: true })
-  }
+  if (pass !== undefined) compare(rows, 'gateway', pass.variant, { further: true })
   const ceiling = rows.find((r) => r.variant === 'ceiling')
   const gw = rows.find((r) => r.variant === 'gateway')
   if (ceiling && gw) addNote(gw, `${percent(gw.lines_per_s, ceiling.lines_per_s)} % of the ceiling`)
